@@ -1,0 +1,188 @@
+//! Shared support for the tests that run against the local test world
+//! (`scripts/testenv up`). Every accessor fails loudly when the world is not
+//! there: a test that needs real components never passes or skips without them.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RecordType};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+/// The running test world, as `scripts/testenv env` describes it.
+pub struct World {
+    pub kubeconfig: PathBuf,
+    pub pdns_api_url: String,
+    pub pdns_api_key: String,
+    pub pdns_dns_addr: SocketAddr,
+    pub pdns_zone: String,
+    pub external_dns_bin: PathBuf,
+    pub local_spec: PathBuf,
+}
+
+fn required(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: these tests need the local test world. Start it with \
+             `scripts/testenv up` and load its environment with `eval \"$(scripts/testenv env)\"`, \
+             or run `scripts/test`, which does both."
+        ),
+    }
+}
+
+fn existing_file(var: &str) -> PathBuf {
+    let path = PathBuf::from(required(var));
+    assert!(
+        path.is_file(),
+        "{var} points at {}, which does not exist: is the test world still up? (`scripts/testenv status`)",
+        path.display()
+    );
+    path
+}
+
+impl World {
+    pub fn from_env() -> World {
+        // kube and reqwest share one rustls provider (ring); install it once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        World {
+            kubeconfig: existing_file("KUBECONFIG"),
+            pdns_api_url: required("PDNS_API_URL"),
+            pdns_api_key: required("PDNS_API_KEY"),
+            pdns_dns_addr: required("PDNS_DNS_ADDR")
+                .parse()
+                .expect("PDNS_DNS_ADDR must be ip:port"),
+            pdns_zone: required("PDNS_ZONE"),
+            external_dns_bin: existing_file("EXTERNAL_DNS_BIN"),
+            local_spec: existing_file("CATALYST_LOCAL_SPEC"),
+        }
+    }
+
+    pub async fn kube(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("reading KUBECONFIG");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig of the test world");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    pub fn pdns(&self) -> Pdns {
+        Pdns {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            base: format!("{}/api/v1/servers/localhost", self.pdns_api_url),
+            key: self.pdns_api_key.clone(),
+        }
+    }
+
+    /// A fully qualified name inside the world's zone, with a trailing dot.
+    pub fn fqdn(&self, label: &str) -> String {
+        format!("{label}.{}.", self.pdns_zone)
+    }
+}
+
+/// A name no other test (or earlier run) uses: tests share one world.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{:x}{n}", nanos ^ std::process::id())
+}
+
+/// The PowerDNS REST API of the test world.
+pub struct Pdns {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Pdns {
+    pub async fn zone(&self, zone: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/zones/{zone}.", self.base))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .expect("GET zone");
+        assert!(resp.status().is_success(), "GET zone: {}", resp.status());
+        resp.json().await.expect("zone JSON")
+    }
+
+    /// The contents of one rrset in the zone, empty when it is absent.
+    pub async fn rrset(&self, zone: &str, name: &str, rtype: &str) -> Vec<String> {
+        let zone = self.zone(zone).await;
+        zone["rrsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["name"] == name && r["type"] == rtype)
+            .flat_map(|r| r["records"].as_array().cloned().unwrap_or_default())
+            .filter_map(|rec| rec["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn replace_rrset(&self, zone: &str, name: &str, rtype: &str, contents: &[&str]) {
+        let records: Vec<Value> = contents
+            .iter()
+            .map(|c| json!({"content": c, "disabled": false}))
+            .collect();
+        let body = json!({"rrsets": [{
+            "name": name, "type": rtype, "ttl": 60, "changetype": "REPLACE", "records": records,
+        }]});
+        let resp = self
+            .http
+            .patch(format!("{}/zones/{zone}.", self.base))
+            .header("X-API-Key", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH zone");
+        let status = resp.status();
+        assert_eq!(
+            status.as_u16(),
+            204,
+            "PATCH zone: {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+}
+
+/// One non-recursive query over UDP to an authoritative server: the answer
+/// section's record data as text, and whether the server claimed authority.
+pub async fn dns_query(server: SocketAddr, name: &str, rtype: RecordType) -> (Vec<String>, bool) {
+    let mut query = Message::query();
+    query.add_query(hickory_proto::op::Query::query(
+        Name::from_ascii(name).expect("DNS name"),
+        rtype,
+    ));
+    query.metadata.recursion_desired = false;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&query.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .expect("DNS answer within 5 s")
+        .unwrap();
+    let answer = Message::from_vec(&buf[..len]).expect("DNS message");
+    assert_eq!(answer.metadata.id, query.metadata.id, "DNS answer id");
+    let records = answer
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == rtype)
+        .map(|r| r.data.to_string())
+        .collect();
+    (records, answer.metadata.authoritative)
+}

@@ -1,0 +1,223 @@
+//! The test world itself works: the control plane schedules and runs pods
+//! through kwok, PowerDNS serves what its API stores, and the real
+//! external-dns binary writes records and ownership into PowerDNS.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use serde_json::json;
+use support::{World, dns_query, unique};
+
+async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn control_plane_reports_its_pinned_version_and_a_ready_kwok_node() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let version = client.apiserver_version().await.expect("GET /version");
+    assert_eq!(
+        (version.major.as_str(), version.minor.as_str()),
+        ("1", "35")
+    );
+    assert!(
+        version.git_version.starts_with("v1.35."),
+        "{}",
+        version.git_version
+    );
+
+    let nodes = Api::<Node>::all(client).list(&ListParams::default()).await.unwrap();
+    let ready = nodes.items.iter().any(|n| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    });
+    assert!(ready, "no Ready node among {:?}", nodes.items.len());
+}
+
+#[tokio::test]
+async fn a_deployment_gets_scheduled_and_ready_through_the_real_controllers() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "tw-deploy").await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}
+            }
+        }
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
+
+    let completed = tokio::time::timeout(
+        Duration::from_secs(90),
+        await_condition(deployments.clone(), "web", conditions::is_deployment_completed()),
+    )
+    .await;
+    assert!(
+        completed.is_ok(),
+        "deployment did not complete its rollout in 90 s: are kube-controller-manager, kube-scheduler and kwok running?"
+    );
+
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 2, "pods created by the ReplicaSet");
+    for pod in &pods.items {
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(
+            spec.node_name.as_deref().is_some_and(|n| n.starts_with("kwok-")),
+            "pod scheduled onto a kwok node: {:?}",
+            spec.node_name
+        );
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(ready, "pod {:?} Ready", pod.metadata.name);
+    }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn an_rrset_written_through_the_powerdns_api_is_answered_over_dns() {
+    let world = World::from_env();
+    let pdns = world.pdns();
+    let name = world.fqdn(&unique("api"));
+    pdns.replace_rrset(&world.pdns_zone, &name, "A", &["192.0.2.44", "192.0.2.45"])
+        .await;
+    pdns.replace_rrset(&world.pdns_zone, &name, "TXT", &["\"hello from the test world\""])
+        .await;
+
+    let (mut a, authoritative) = dns_query(world.pdns_dns_addr, &name, RecordType::A).await;
+    a.sort();
+    assert_eq!(a, ["192.0.2.44", "192.0.2.45"]);
+    assert!(authoritative, "PowerDNS answers for its zone with AA set");
+    let (txt, _) = dns_query(world.pdns_dns_addr, &name, RecordType::TXT).await;
+    assert_eq!(txt, ["hello from the test world"]);
+
+    let (missing, _) =
+        dns_query(world.pdns_dns_addr, &world.fqdn(&unique("absent")), RecordType::A).await;
+    assert!(missing.is_empty(), "{missing:?}");
+}
+
+#[tokio::test]
+async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_ownership_txt() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "tw-edns").await;
+    let label = unique("web");
+    let hostname = format!("{label}.{}", world.pdns_zone);
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {
+            "name": "web",
+            "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}
+        },
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &service).await.unwrap();
+    // No cloud load balancer here: publish the address the way one would.
+    services
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.80"}]}}})),
+        )
+        .await
+        .expect("set load balancer status");
+
+    let mut external_dns = tokio::process::Command::new(&world.external_dns_bin);
+    external_dns
+        .arg(format!("--kubeconfig={}", world.kubeconfig.display()))
+        .args([
+            "--source=service",
+            "--provider=pdns",
+            "--registry=txt",
+            "--txt-owner-id=openova",
+            "--txt-prefix=_externaldns.",
+            "--policy=upsert-only",
+            "--annotation-prefix=external-dns.alpha.kubernetes.io/",
+            "--once",
+            "--metrics-address=127.0.0.1:0",
+        ])
+        .arg(format!("--namespace={ns}"))
+        .arg(format!("--domain-filter={}", world.pdns_zone))
+        .arg(format!("--pdns-server={}", world.pdns_api_url))
+        // The key travels in the environment, never in argv.
+        .env("EXTERNAL_DNS_PDNS_API_KEY", &world.pdns_api_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), external_dns.output())
+        .await
+        .expect("external-dns --once finishes within 120 s")
+        .expect("external-dns runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "external-dns failed:\n{log}");
+
+    let pdns = world.pdns();
+    let a = pdns
+        .rrset(&world.pdns_zone, &format!("{hostname}."), "A")
+        .await;
+    assert_eq!(a, ["192.0.2.80"], "A record written by external-dns");
+    let txt = pdns
+        .rrset(
+            &world.pdns_zone,
+            &format!("_externaldns.a-{hostname}."),
+            "TXT",
+        )
+        .await;
+    assert_eq!(txt.len(), 1, "ownership TXT record: {txt:?}\n{log}");
+    assert!(
+        txt[0].contains("heritage=external-dns")
+            && txt[0].contains("external-dns/owner=openova")
+            && txt[0].contains(&format!("external-dns/resource=service/{ns}/web")),
+        "{}",
+        txt[0]
+    );
+
+    let (answer, _) = dns_query(
+        world.pdns_dns_addr,
+        &format!("{hostname}."),
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(answer, ["192.0.2.80"]);
+    delete_namespace(&client, &ns).await;
+}
