@@ -47,7 +47,10 @@ async fn control_plane_reports_its_pinned_version_and_a_ready_kwok_node() {
         version.git_version
     );
 
-    let nodes = Api::<Node>::all(client).list(&ListParams::default()).await.unwrap();
+    let nodes = Api::<Node>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     let ready = nodes.items.iter().any(|n| {
         n.status
             .as_ref()
@@ -82,7 +85,11 @@ async fn a_deployment_gets_scheduled_and_ready_through_the_real_controllers() {
 
     let completed = tokio::time::timeout(
         Duration::from_secs(90),
-        await_condition(deployments.clone(), "web", conditions::is_deployment_completed()),
+        await_condition(
+            deployments.clone(),
+            "web",
+            conditions::is_deployment_completed(),
+        ),
     )
     .await;
     assert!(
@@ -98,7 +105,9 @@ async fn a_deployment_gets_scheduled_and_ready_through_the_real_controllers() {
     for pod in &pods.items {
         let spec = pod.spec.as_ref().unwrap();
         assert!(
-            spec.node_name.as_deref().is_some_and(|n| n.starts_with("kwok-")),
+            spec.node_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("kwok-")),
             "pod scheduled onto a kwok node: {:?}",
             spec.node_name
         );
@@ -119,8 +128,13 @@ async fn an_rrset_written_through_the_powerdns_api_is_answered_over_dns() {
     let name = world.fqdn(&unique("api"));
     pdns.replace_rrset(&world.pdns_zone, &name, "A", &["192.0.2.44", "192.0.2.45"])
         .await;
-    pdns.replace_rrset(&world.pdns_zone, &name, "TXT", &["\"hello from the test world\""])
-        .await;
+    pdns.replace_rrset(
+        &world.pdns_zone,
+        &name,
+        "TXT",
+        &["\"hello from the test world\""],
+    )
+    .await;
 
     let (mut a, authoritative) = dns_query(world.pdns_dns_addr, &name, RecordType::A).await;
     a.sort();
@@ -129,8 +143,12 @@ async fn an_rrset_written_through_the_powerdns_api_is_answered_over_dns() {
     let (txt, _) = dns_query(world.pdns_dns_addr, &name, RecordType::TXT).await;
     assert_eq!(txt, ["hello from the test world"]);
 
-    let (missing, _) =
-        dns_query(world.pdns_dns_addr, &world.fqdn(&unique("absent")), RecordType::A).await;
+    let (missing, _) = dns_query(
+        world.pdns_dns_addr,
+        &world.fqdn(&unique("absent")),
+        RecordType::A,
+    )
+    .await;
     assert!(missing.is_empty(), "{missing:?}");
 }
 
@@ -151,7 +169,10 @@ async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_owners
         "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}
     }))
     .unwrap();
-    services.create(&PostParams::default(), &service).await.unwrap();
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
     // No cloud load balancer here: publish the address the way one would.
     services
         .patch_status(
@@ -212,12 +233,7 @@ async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_owners
         txt[0]
     );
 
-    let (answer, _) = dns_query(
-        world.pdns_dns_addr,
-        &format!("{hostname}."),
-        RecordType::A,
-    )
-    .await;
+    let (answer, _) = dns_query(world.pdns_dns_addr, &format!("{hostname}."), RecordType::A).await;
     assert_eq!(answer, ["192.0.2.80"]);
     delete_namespace(&client, &ns).await;
 }

@@ -64,9 +64,10 @@ impl World {
 
     pub async fn kube(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("reading KUBECONFIG");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig of the test world");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig of the test world");
         kube::Client::try_from(config).expect("kube client")
     }
 

@@ -1,0 +1,739 @@
+//! Turns the merged [`Node`] tree into the typed spec with serde. Unlike a stock YAML
+//! deserializer it reports every unknown field (with its full path, position and a "did
+//! you mean" suggestion) and every type error (with the path and position of the value),
+//! not just the first problem.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, Visitor,
+};
+
+use super::tree::{Entry, Node, Position, Value, join};
+
+/// A problem found while decoding, before it is given a file name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub path: String,
+    pub at: Position,
+    pub problem: String,
+    pub expected: Option<String>,
+}
+
+/// Upper bound on decoding passes; each pass patches one bad value. Specs are small, so
+/// this is only a guard against a placeholder that never satisfies the type.
+const MAX_PASSES: usize = 256;
+
+/// The outcome of [`decode`].
+#[derive(Debug)]
+pub struct Decoded<T> {
+    /// The decoded value, possibly built around placeholders; `None` when decoding could
+    /// not get past an error.
+    pub value: Option<T>,
+    /// Unknown fields and type errors, in file order.
+    pub findings: Vec<Finding>,
+    /// Paths whose value was replaced by a placeholder.
+    pub patched: Vec<String>,
+}
+
+impl<T> Decoded<T> {
+    /// Whether `path` is, or lies inside, a value that was replaced by a placeholder:
+    /// anything said about it is a consequence of an error already reported.
+    pub fn covers(&self, path: &str) -> bool {
+        self.patched.iter().any(|p| p == path || is_within(path, p))
+    }
+}
+
+/// Decodes `root` into `T`, finding every unknown field and every type error.
+///
+/// Serde stops at the first type error, so after one the bad value is replaced in a copy
+/// of the tree by a placeholder of the expected kind and decoding runs again; errors
+/// inside a replaced value are consequences, not reported.
+pub fn decode<T: DeserializeOwned>(root: &Node) -> Decoded<T> {
+    let mut tree = root.clone();
+    let mut errors = Vec::new();
+    // Paths already replaced, with how many placeholders were tried there.
+    let mut patched: Vec<(String, usize)> = Vec::new();
+    let mut unknown = Vec::new();
+    let mut value = None;
+    for _ in 0..MAX_PASSES {
+        let found = RefCell::new(Vec::new());
+        let result = T::deserialize(Decoder {
+            node: &tree,
+            path: String::new(),
+            unknown: &found,
+        });
+        unknown = found.into_inner();
+        let error = match result {
+            Ok(decoded) => {
+                value = Some(decoded);
+                break;
+            }
+            Err(error) => error,
+        };
+        let path = error.path.clone().unwrap_or_default();
+        let consequence = patched
+            .iter()
+            .any(|(p, _)| p != &path && is_within(&path, p));
+        let attempt = match patched.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, attempts)) => {
+                *attempts += 1;
+                *attempts
+            }
+            None => {
+                patched.push((path.clone(), 0));
+                0
+            }
+        };
+        let placeholder = error.placeholder(attempt);
+        if attempt == 0 && !consequence {
+            errors.push(error.into_finding(root));
+        }
+        if !placeholder.is_some_and(|value| tree.set(&path, value)) {
+            break;
+        }
+    }
+    unknown.extend(errors);
+    unknown.sort_by_key(|f| f.at);
+    Decoded {
+        value,
+        findings: unknown,
+        patched: patched.into_iter().map(|(p, _)| p).collect(),
+    }
+}
+
+/// Whether `path` lies inside the value at `ancestor`.
+fn is_within(path: &str, ancestor: &str) -> bool {
+    ancestor.is_empty()
+        || path
+            .strip_prefix(ancestor)
+            .is_some_and(|rest| rest.starts_with(['.', '[']))
+}
+
+/// The closest candidate to `word`, if any is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                *c,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Whether an unknown field is a credential written literally (`apiKey: ...`) rather than
+/// a typo of a known field. Such fields are answered with where the credential belongs.
+fn is_literal_credential(field: &str, known: &[&str]) -> bool {
+    let f: String = field
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    const EXACT: [&str; 13] = [
+        "apikey",
+        "apitoken",
+        "token",
+        "password",
+        "secret",
+        "accesskeyid",
+        "secretaccesskey",
+        "secretkey",
+        "privatekey",
+        "credentials",
+        "clientsecret",
+        "bearertoken",
+        "authtoken",
+    ];
+    const WORDS: [&str; 7] = [
+        "password",
+        "passwd",
+        "token",
+        "secret",
+        "apikey",
+        "privatekey",
+        "credential",
+    ];
+    EXACT.contains(&f.as_str())
+        || (WORDS.iter().any(|w| f.contains(w))
+            && !f.contains("ref")
+            && !f.ends_with("env")
+            && !f.ends_with("file")
+            && suggest(field, known).is_none())
+}
+
+fn unknown_field(field: &str, known: &[&str], path: &str, at: Position) -> Finding {
+    let path = join(path, field);
+    if is_literal_credential(field, known) {
+        let secret_fields: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|k| k.ends_with("SecretRef") || k.ends_with("Env") || k.ends_with("File"))
+            .collect();
+        let expected = match secret_fields.as_slice() {
+            [] => "no credentials in the spec".to_owned(),
+            fields => format!(
+                "a reference instead: {}",
+                fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        };
+        return Finding {
+            path,
+            at,
+            problem: "a literal credential is refused: credentials must be given as \
+                      `...SecretRef` (a reference to a Kubernetes Secret), never written in \
+                      the spec"
+                .to_owned(),
+            expected: Some(expected),
+        };
+    }
+    let problem = match suggest(field, known) {
+        Some(s) => format!("unknown field `{field}`, did you mean `{s}`?"),
+        None => format!("unknown field `{field}`"),
+    };
+    Finding {
+        path,
+        at,
+        problem,
+        expected: Some(one_of(known)),
+    }
+}
+
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [] => "nothing here".to_owned(),
+        [one] => one.clone(),
+        _ => format!("one of {}", quoted.join(", ")),
+    }
+}
+
+#[derive(Debug)]
+pub struct DecodeError {
+    path: Option<String>,
+    at: Option<Position>,
+    problem: String,
+    expected: Option<String>,
+    /// Set by `missing_field`: the path gets the field appended when it is attached.
+    missing: Option<&'static str>,
+    /// A value that would satisfy the type, to decode on past this error.
+    hint: Option<Value>,
+}
+
+impl DecodeError {
+    fn new(problem: String, expected: Option<String>) -> Self {
+        DecodeError {
+            path: None,
+            at: None,
+            problem,
+            expected,
+            missing: None,
+            hint: None,
+        }
+    }
+
+    /// The `attempt`-th value to try in place of the bad one: the expected kind first,
+    /// then every kind in turn (a missing field does not say its type).
+    fn placeholder(&self, attempt: usize) -> Option<Value> {
+        let any = [
+            Value::Str(String::new()),
+            Value::Int(1),
+            Value::Map(Vec::new()),
+            Value::Seq(Vec::new()),
+            Value::Bool(false),
+        ];
+        // A hint that somehow fails is retried a few times before falling back.
+        match &self.hint {
+            Some(hint) if attempt < 3 => Some(hint.clone()),
+            _ => any
+                .get(attempt % any.len())
+                .cloned()
+                .filter(|_| attempt < 16),
+        }
+    }
+
+    /// Attaches the path and position of the node being decoded, unless a deeper node
+    /// already did.
+    fn within(mut self, path: &str, at: Position) -> Self {
+        if self.path.is_none() {
+            self.path = Some(match self.missing {
+                Some(field) => join(path, field),
+                None => path.to_owned(),
+            });
+            self.at = Some(at);
+        }
+        self
+    }
+
+    fn into_finding(self, root: &Node) -> Finding {
+        let path = self.path.unwrap_or_default();
+        // A missing field is reported where its parent is, as a semantic error would be.
+        let at = match (self.missing, self.at) {
+            (None, Some(at)) => at,
+            _ => root.locate_nearest(&path),
+        };
+        Finding {
+            at,
+            path,
+            problem: self.problem,
+            expected: self.expected,
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)?;
+        if let Some(expected) = &self.expected {
+            write!(f, "; expected {expected}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl de::Error for DecodeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DecodeError::new(msg.to_string(), None)
+    }
+
+    // Values are described by kind only: a misplaced credential must not be echoed.
+    fn invalid_type(unexpected: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        let expected = plain_expected(&expected.to_string());
+        let hint = match unexpected {
+            Unexpected::Signed(_)
+            | Unexpected::Unsigned(_)
+            | Unexpected::Float(_)
+            | Unexpected::Bool(_)
+                if expected == "a string" =>
+            {
+                " (YAML reads it as a number or boolean: put it in quotes)"
+            }
+            _ => "",
+        };
+        let placeholder = match expected.as_str() {
+            "a string" => Some(Value::Str(String::new())),
+            "a mapping" => Some(Value::Map(Vec::new())),
+            "a list" => Some(Value::Seq(Vec::new())),
+            "`true` or `false`" => Some(Value::Bool(false)),
+            e if e.starts_with("a whole number") => Some(Value::Int(1)),
+            _ => None,
+        };
+        let mut error = DecodeError::new(
+            format!("found {}{hint}", describe(unexpected)),
+            Some(expected),
+        );
+        error.hint = placeholder;
+        error
+    }
+
+    fn invalid_value(unexpected: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        DecodeError::new(
+            format!("{} is out of range", describe(unexpected)),
+            Some(plain_expected(&expected.to_string())),
+        )
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let problem = match suggest(variant, expected) {
+            Some(s) => format!("unknown value `{variant}`, did you mean `{s}`?"),
+            None => format!("unknown value `{variant}`"),
+        };
+        let mut error = DecodeError::new(problem, Some(one_of(expected)));
+        error.hint = expected.first().map(|v| Value::Str((*v).to_owned()));
+        error
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        let mut error = DecodeError::new("is required but missing".to_owned(), None);
+        error.missing = Some(field);
+        error
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        DecodeError::new(
+            format!("`{field}` is given twice"),
+            Some("each field once".to_owned()),
+        )
+    }
+}
+
+fn describe(unexpected: Unexpected<'_>) -> String {
+    match unexpected {
+        Unexpected::Bool(b) => format!("the boolean `{b}`"),
+        Unexpected::Signed(i) => format!("the number {i}"),
+        Unexpected::Unsigned(u) => format!("the number {u}"),
+        Unexpected::Float(f) => format!("the number {f}"),
+        Unexpected::Str(_) | Unexpected::Char(_) => "a string".to_owned(),
+        Unexpected::Unit | Unexpected::Option => "an empty value".to_owned(),
+        Unexpected::Seq => "a list".to_owned(),
+        Unexpected::Map => "a mapping".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Serde's expectations in the words of a YAML author.
+fn plain_expected(expected: &str) -> String {
+    if expected.starts_with("enum ") {
+        "one of the allowed names".to_owned()
+    } else if expected.starts_with("struct ") || expected == "a map" {
+        "a mapping".to_owned()
+    } else if expected == "a sequence" {
+        "a list".to_owned()
+    } else if let Some(bits) = expected.strip_prefix('u') {
+        let bits: u32 = bits.parse().unwrap_or(64);
+        format!("a whole number from 0 to {}", (1u128 << bits) - 1)
+    } else if expected.starts_with('i') && expected[1..].parse::<u32>().is_ok() {
+        "a whole number".to_owned()
+    } else if expected == "a boolean" {
+        "`true` or `false`".to_owned()
+    } else {
+        expected.to_owned()
+    }
+}
+
+struct Decoder<'a> {
+    node: &'a Node,
+    path: String,
+    unknown: &'a RefCell<Vec<Finding>>,
+}
+
+impl<'a> Decoder<'a> {
+    fn child(&self, node: &'a Node, path: String) -> Decoder<'a> {
+        Decoder {
+            node,
+            path,
+            unknown: self.unknown,
+        }
+    }
+
+    fn invalid_type(&self, expected: &dyn de::Expected) -> DecodeError {
+        let unexpected = match &self.node.value {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Int(i) => match i64::try_from(*i) {
+                Ok(i) => Unexpected::Signed(i),
+                Err(_) => Unexpected::Other("a very large number"),
+            },
+            Value::Float(f) => Unexpected::Float(*f),
+            Value::Str(s) => Unexpected::Str(s),
+            Value::Seq(_) => Unexpected::Seq,
+            Value::Map(_) => Unexpected::Map,
+        };
+        de::Error::invalid_type(unexpected, expected)
+    }
+}
+
+impl<'de> Deserializer<'de> for Decoder<'_> {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        let result = match &self.node.value {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
+                (Ok(i), _) => visitor.visit_i64(i),
+                (_, Ok(u)) => visitor.visit_u64(u),
+                _ => visitor.visit_i128(*i),
+            },
+            Value::Float(f) => visitor.visit_f64(*f),
+            Value::Str(s) => visitor.visit_str(s),
+            Value::Seq(items) => visitor.visit_seq(Items {
+                items: items.iter().enumerate(),
+                parent: &self,
+            }),
+            Value::Map(entries) => visitor.visit_map(Entries {
+                entries: entries.iter().collect::<Vec<_>>().into_iter(),
+                value: None,
+                parent: &self,
+            }),
+        };
+        result.map_err(|e| e.within(&self.path, self.node.at))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        match self.node.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DecodeError> {
+        let Value::Map(entries) = &self.node.value else {
+            return Err(self.invalid_type(&visitor).within(&self.path, self.node.at));
+        };
+        let mut known = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if fields.contains(&entry.key.as_str()) {
+                known.push(entry);
+            } else {
+                self.unknown.borrow_mut().push(unknown_field(
+                    &entry.key,
+                    fields,
+                    &self.path,
+                    entry.key_at,
+                ));
+            }
+        }
+        visitor
+            .visit_map(Entries {
+                entries: known.into_iter(),
+                value: None,
+                parent: &self,
+            })
+            .map_err(|e| e.within(&self.path, self.node.at))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DecodeError> {
+        // The spec only has enums of plain names (`policy: sync`).
+        let result = match &self.node.value {
+            Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+            _ => {
+                let mut error = self.invalid_type(&visitor);
+                error.expected = Some(one_of(variants));
+                error.hint = variants.first().map(|v| Value::Str((*v).to_owned()));
+                Err(error)
+            }
+        };
+        result.map_err(|e| e.within(&self.path, self.node.at))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DecodeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
+    }
+}
+
+struct Items<'p, 'a, I> {
+    items: I,
+    parent: &'p Decoder<'a>,
+}
+
+impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for Items<'_, 'a, I> {
+    type Error = DecodeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DecodeError> {
+        match self.items.next() {
+            Some((i, node)) => {
+                let path = format!("{}[{i}]", self.parent.path);
+                seed.deserialize(self.parent.child(node, path)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+struct Entries<'p, 'a, I> {
+    entries: I,
+    value: Option<&'a Entry>,
+    parent: &'p Decoder<'a>,
+}
+
+impl<'de, 'a, I: Iterator<Item = &'a Entry>> MapAccess<'de> for Entries<'_, 'a, I> {
+    type Error = DecodeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DecodeError> {
+        match self.entries.next() {
+            Some(entry) => {
+                self.value = Some(entry);
+                seed.deserialize(entry.key.as_str().into_deserializer())
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, DecodeError> {
+        let entry = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value requested before its key"))?;
+        let path = join(&self.parent.path, &entry.key);
+        seed.deserialize(self.parent.child(&entry.value, path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::spec::tree::Origin;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        initial_delay_seconds: u32,
+        period_seconds: u32,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    enum Policy {
+        Sync,
+        UpsertOnly,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct Doc {
+        probe: Probe,
+        policy: Policy,
+        name: Option<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    fn decode_text(text: &str) -> Result<Doc, Vec<Finding>> {
+        let decoded = decode(&Node::parse(text, Origin::Sovereign).unwrap());
+        match decoded.value {
+            Some(value) if decoded.findings.is_empty() => Ok(value),
+            _ => Err(decoded.findings),
+        }
+    }
+
+    #[test]
+    fn decodes_a_valid_document() {
+        let doc = decode_text(
+            "probe: {initialDelaySeconds: 180, periodSeconds: 30}\npolicy: sync\ntags: [a]\n",
+        )
+        .unwrap();
+        assert_eq!(doc.probe.initial_delay_seconds, 180);
+        assert_eq!(doc.policy, Policy::Sync);
+        assert_eq!(doc.name, None);
+        assert_eq!(doc.tags, ["a"]);
+    }
+
+    #[test]
+    fn collects_every_unknown_field_with_path_and_suggestion() {
+        let findings = decode_text(
+            "probe:\n  intialDelaySeconds: 1\n  initialDelaySeconds: 1\n  periodSeconds: 1\n\
+             policy: sync\nzzz: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert_eq!(findings[0].path, "probe.intialDelaySeconds");
+        assert!(
+            findings[0]
+                .problem
+                .contains("did you mean `initialDelaySeconds`?")
+        );
+        assert_eq!((findings[0].at.line, findings[0].at.col), (2, 3));
+        assert_eq!(findings[1].path, "zzz");
+        assert!(!findings[1].problem.contains("did you mean"));
+    }
+
+    #[test]
+    fn type_errors_carry_path_and_position_without_echoing_strings() {
+        let findings = decode_text(
+            "probe:\n  initialDelaySeconds: s3cr3t\n  periodSeconds: 1\npolicy: sync\n",
+        )
+        .unwrap_err();
+        let f = &findings[0];
+        assert_eq!(f.path, "probe.initialDelaySeconds");
+        assert_eq!((f.at.line, f.at.col), (2, 24));
+        assert!(!f.problem.contains("s3cr3t"), "{}", f.problem);
+        assert!(f.expected.as_deref().unwrap().starts_with("a whole number"));
+    }
+
+    #[test]
+    fn keeps_going_after_type_errors_without_reporting_their_consequences() {
+        let findings = decode_text(
+            "probe:\n  initialDelaySeconds: x\n  periodSeconds: -1\n  extra: 1\n\
+             policy: [sync]\nname: [1]\ntags: 7\n",
+        )
+        .unwrap_err();
+        let mut paths: Vec<&str> = findings.iter().map(|f| f.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "name",
+                "policy",
+                "probe.extra",
+                "probe.initialDelaySeconds",
+                "probe.periodSeconds",
+                "tags"
+            ]
+        );
+        // A mapping replaced by a placeholder does not then report its missing fields.
+        let findings = decode_text("probe: 5\npolicy: sync\n").unwrap_err();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].path, "probe");
+        assert_eq!(findings[0].expected.as_deref(), Some("a mapping"));
+    }
+
+    #[test]
+    fn missing_fields_and_bad_variants_are_named() {
+        let findings = decode_text("probe: {initialDelaySeconds: 1}\npolicy: sync\n").unwrap_err();
+        assert_eq!(findings[0].path, "probe.periodSeconds");
+        assert!(findings[0].problem.contains("required"));
+        let findings =
+            decode_text("probe: {initialDelaySeconds: 1, periodSeconds: 1}\npolicy: upsertOnyl\n")
+                .unwrap_err();
+        assert_eq!(findings[0].path, "policy");
+        assert!(findings[0].problem.contains("did you mean `upsertOnly`?"));
+    }
+
+    #[test]
+    fn literal_credentials_are_refused_as_such() {
+        let findings = decode_text(
+            "probe: {initialDelaySeconds: 1, periodSeconds: 1}\npolicy: sync\napiToken: x\n",
+        )
+        .unwrap_err();
+        assert_eq!(findings[0].path, "apiToken");
+        assert!(findings[0].problem.contains("SecretRef"));
+    }
+
+    #[test]
+    fn suggestions_need_a_close_match() {
+        let known = ["initialDelaySeconds", "periodSeconds", "timeoutSeconds"];
+        assert_eq!(
+            suggest("intialDelaySeconds", &known),
+            Some("initialDelaySeconds")
+        );
+        assert_eq!(suggest("periodseconds", &known), Some("periodSeconds"));
+        assert_eq!(suggest("replicas", &known), None);
+    }
+}
