@@ -3,6 +3,8 @@
 //! there: a test that needs real components never passes or skips without them.
 #![allow(dead_code)]
 
+pub mod kits;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
