@@ -1,5 +1,5 @@
 //! The process exit codes, a contract with the automation that runs catalyst-bootstrap.
-//! docs/spec.md carries the same table.
+//! README.md carries the same table.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! The Sovereign spec: its types, how it is loaded over the defaults, and its validation.
-//! docs/spec.md is the user-facing reference for every field.
+//! README.md ("The Sovereign spec") is the user-facing reference for every field.
 
 use std::fmt;
 
