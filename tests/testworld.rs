@@ -14,7 +14,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use serde_json::json;
-use support::{World, dns_query, unique};
+use support::{FAULT_LABEL, World, crash_loop_stage, dns_query, unique};
 
 async fn namespace(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);
@@ -118,6 +118,60 @@ async fn a_deployment_gets_scheduled_and_ready_through_the_real_controllers() {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         assert!(ready, "pod {:?} Ready", pod.metadata.name);
     }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_test_stage_puts_labelled_pods_into_crash_loop_back_off() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "tw-crash").await;
+    let id = unique("crash");
+    crash_loop_stage(&client, &id).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "crasher", "labels": {FAULT_LABEL: id}},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let crash_looping = |pod: Option<&Pod>| {
+        pod.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+                        && c.restart_count > 0
+                })
+            })
+    };
+    let seen = tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(pods.clone(), "crasher", crash_looping),
+    )
+    .await;
+    assert!(
+        seen.is_ok(),
+        "the pod did not enter CrashLoopBackOff in 60 s"
+    );
+    let ready = pods
+        .get("crasher")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .unwrap();
+    assert!(
+        ready
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False")
+    );
     delete_namespace(&client, &ns).await;
 }
 

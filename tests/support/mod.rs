@@ -189,3 +189,66 @@ pub async fn dns_query(server: SocketAddr, name: &str, rtype: RecordType) -> (Ve
         .collect();
     (records, answer.metadata.authoritative)
 }
+
+/// The label that hands a pod to a test's own kwok stage instead of the
+/// default pod-ready stage (see `start_kwok` in scripts/testenv).
+pub const FAULT_LABEL: &str = "fault.catalyst.openova.io/stage";
+
+/// Installs a kwok Stage that puts every container of the pods labelled
+/// `FAULT_LABEL=<id>` into CrashLoopBackOff, with a restart count and the
+/// last terminated state a real kubelet reports. Returns the stage's name.
+pub async fn crash_loop_stage(client: &kube::Client, id: &str) -> String {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Stage"));
+    let name = format!("crash-loop-{id}");
+    let template = r#"{{ $now := Now }}
+conditions:
+- type: Ready
+  status: "False"
+  reason: ContainersNotReady
+  lastTransitionTime: {{ $now | Quote }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: false
+  started: false
+  restartCount: 4
+  state:
+    waiting:
+      reason: CrashLoopBackOff
+      message: back-off 1m20s restarting failed container
+  lastState:
+    terminated:
+      exitCode: 1
+      reason: Error
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+phase: Running
+startTime: {{ $now | Quote }}
+"#;
+    let stage: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {"matchExpressions": [
+                {"key": format!(".metadata.labels[\"{FAULT_LABEL}\"]"), "operator": "In", "values": [id]},
+                {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                {"key": ".status.podIP", "operator": "DoesNotExist"}
+            ]},
+            "next": {"statusTemplate": template}
+        }
+    }))
+    .unwrap();
+    kube::Api::<DynamicObject>::all_with(client.clone(), &resource)
+        .create(&PostParams::default(), &stage)
+        .await
+        .expect("create kwok stage (is kwok running with --enable-crds=Stage?)");
+    name
+}
