@@ -1,8 +1,10 @@
 //! catalyst-bootstrap renders, applies and proves healthy the bootstrap kit of an OpenOva
 //! Sovereign. The library is what the binary runs; tests call it directly.
 
+pub mod apply;
 pub mod cli;
 pub mod exit;
 pub mod external_dns;
 pub mod render;
+pub mod retry;
 pub mod spec;

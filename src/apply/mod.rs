@@ -1,0 +1,629 @@
+//! Server-side apply of a bootstrap kit, with ApplySet ownership and prune.
+//!
+//! [`apply`] resolves every kind first (waiting for CRDs that are still being installed), so
+//! that a typo or a missing component never leaves half a kit behind; then applies in kind
+//! order, records ownership in the ApplySet parent, and prunes members that left the kit.
+//! Every apiserver call goes through [`crate::retry`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Preconditions,
+};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::exit::Exit;
+use crate::retry::{RetryError, RetryPolicy, with_retry};
+
+mod applyset;
+mod crds;
+mod diff;
+mod manifest;
+
+pub use applyset::{
+    ApplySet, GROUP_KINDS_ANNOTATION, GroupKind, ID_LABEL, MANAGED_BY_LABEL, NAMESPACES_ANNOTATION,
+    PART_OF_LABEL, SOVEREIGN_LABEL, TOOLING_ANNOTATION, applyset_id, tooling,
+};
+pub use crds::{CrdSource, KNOWN_CRDS, MissingCrd};
+pub use manifest::{Desired, parse, rank};
+
+/// The one field manager of every write. A fixed name keeps field ownership stable across
+/// runs and versions of the tool.
+pub const FIELD_MANAGER: &str = "catalyst-bootstrap";
+
+/// How long to wait for an unserved kind's CRD by default.
+pub const DEFAULT_CRD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+type EventSink = Arc<dyn Fn(&ApplyEvent<'_>) + Send + Sync>;
+
+/// Who owns the objects, and how to apply them.
+#[derive(Clone)]
+pub struct ApplyOptions {
+    /// The Sovereign's name: labels every object and names the parent
+    /// `catalyst-bootstrap-<sovereign>`. A DNS label.
+    pub sovereign: String,
+    /// Namespace of the ApplySet parent ConfigMap. It may be one the kit creates.
+    pub parent_namespace: String,
+    /// Server-side dry run: nothing is written and nothing is pruned.
+    pub dry_run: bool,
+    pub crd_timeout: Duration,
+    pub retry: RetryPolicy,
+    on_event: Option<EventSink>,
+}
+
+impl ApplyOptions {
+    pub fn new(sovereign: impl Into<String>, parent_namespace: impl Into<String>) -> Self {
+        ApplyOptions {
+            sovereign: sovereign.into(),
+            parent_namespace: parent_namespace.into(),
+            dry_run: false,
+            crd_timeout: DEFAULT_CRD_TIMEOUT,
+            retry: RetryPolicy::default(),
+            on_event: None,
+        }
+    }
+
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    pub fn with_crd_timeout(mut self, timeout: Duration) -> Self {
+        self.crd_timeout = timeout;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Called as the apply progresses, e.g. to print or emit NDJSON events.
+    pub fn with_events(mut self, sink: impl Fn(&ApplyEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(sink));
+        self
+    }
+
+    fn emit(&self, event: ApplyEvent<'_>) {
+        if let Some(sink) = &self.on_event {
+            sink(&event);
+        }
+    }
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("sovereign", &self.sovereign)
+            .field("parent_namespace", &self.parent_namespace)
+            .field("dry_run", &self.dry_run)
+            .field("crd_timeout", &self.crd_timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Created,
+    Configured,
+    /// Applying changed no declared field (status and server metadata aside). The
+    /// resourceVersion then stays too, except on a custom resource's first update after
+    /// creation, when the apiserver persists its read-time status defaults.
+    Unchanged,
+    Pruned,
+    /// Would be pruned, in a dry run.
+    WouldPrune,
+    /// No longer in the kit, but kept: a Namespace, whose deletion would delete everything in
+    /// it, including objects that are not ours. It stays recorded in the ApplySet, and is
+    /// reported on every run until someone deletes it.
+    Orphaned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectResult {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub outcome: Outcome,
+    /// JSON-pointer paths that changed (or would), status and server metadata aside.
+    pub changed: Vec<String>,
+}
+
+impl ObjectResult {
+    pub fn describe(&self) -> String {
+        manifest::describe(&self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub applyset_id: String,
+    /// `namespace/name` of the parent ConfigMap.
+    pub parent: String,
+    pub dry_run: bool,
+    /// Applied objects in apply order, then pruned ones.
+    pub objects: Vec<ObjectResult>,
+}
+
+impl ApplyReport {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.objects.iter().filter(|o| o.outcome == outcome).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ApplyEvent<'a> {
+    /// A kind is not served yet; the wait for its CRD has started.
+    WaitingForCrd(&'a MissingCrd),
+    /// An object was applied or pruned (or would be).
+    Object(&'a ObjectResult),
+}
+
+/// Why an apply failed. [`ApplyError::exit`] maps each to the tool's exit code.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// A manifest is not a valid Kubernetes object, names a kind no built-in API serves, or
+    /// mismatches its kind's scope. Exit 3 (bad input).
+    #[error("{file}: {message}")]
+    Manifest { file: String, message: String },
+    /// The sovereign or parent namespace is not a valid name. Exit 3 (bad input).
+    #[error("invalid apply options: {0}")]
+    Options(String),
+    /// A kind's CRD did not appear in time. Exit 5 (timed out): the cause is a component that
+    /// has not (yet) installed it, which the message names.
+    #[error(
+        "gave up after {}s waiting for kind {} ({}): its CRD {} is not installed; it comes from {}",
+        waited.as_secs(), missing.kind, missing.api_version, missing.crd, missing.installer
+    )]
+    CrdTimeout {
+        missing: MissingCrd,
+        waited: Duration,
+    },
+    /// The parent ConfigMap belongs to another tool's ApplySet. Exit 3 (bad input): choose
+    /// another sovereign name or parent namespace.
+    #[error("ConfigMap {parent} is the ApplySet parent of {tooling}, not of catalyst-bootstrap")]
+    ForeignApplySet { parent: String, tooling: String },
+    /// An apiserver call failed: exit 6 when unreachable, 8 when forbidden or unauthorized,
+    /// 3 when the apiserver rejected a manifest as invalid, else 1 (see [`RetryError::exit`]).
+    #[error(transparent)]
+    Api(#[from] RetryError),
+}
+
+impl ApplyError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            ApplyError::Manifest { .. }
+            | ApplyError::Options(_)
+            | ApplyError::ForeignApplySet { .. } => Exit::BadInput,
+            ApplyError::CrdTimeout { .. } => Exit::TimedOut,
+            ApplyError::Api(e) => e.exit(),
+        }
+    }
+}
+
+/// A kit object ready to apply.
+struct Member<'a> {
+    desired: &'a Desired,
+    resolved: crds::Resolved,
+    /// The manifest with our ownership labels.
+    object: DynamicObject,
+}
+
+impl Member<'_> {
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        match self.desired.namespace() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &self.resolved.resource),
+            None => Api::all_with(client.clone(), &self.resolved.resource),
+        }
+    }
+
+    fn group_kind(&self) -> GroupKind {
+        GroupKind::new(&self.desired.gvk.group, &self.desired.gvk.kind)
+    }
+
+    fn is_namespace(&self) -> bool {
+        self.desired.gvk.group.is_empty() && self.desired.gvk.kind == "Namespace"
+    }
+
+    fn result(&self, outcome: Outcome) -> ObjectResult {
+        ObjectResult {
+            api_version: self.desired.gvk.api_version(),
+            kind: self.desired.gvk.kind.clone(),
+            namespace: self.desired.namespace().map(str::to_owned),
+            name: self.desired.name().to_owned(),
+            outcome,
+            changed: Vec::new(),
+        }
+    }
+}
+
+type Key = (GroupKind, Option<String>, String);
+
+/// Applies the kit and prunes what left it. With `opts.dry_run`, reports what would happen
+/// (see [`diff`]).
+pub async fn apply(
+    client: &Client,
+    kit: &[Desired],
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    validate(opts)?;
+    let set = ApplySet::new(&opts.sovereign, &opts.parent_namespace);
+    let policy = &opts.retry;
+
+    let members = resolve_all(client, kit, opts, &set).await?;
+    let current: HashSet<Key> = members
+        .iter()
+        .map(|m| {
+            (
+                m.group_kind(),
+                m.desired.namespace().map(str::to_owned),
+                m.desired.name().to_owned(),
+            )
+        })
+        .collect();
+    let current_kinds: BTreeSet<GroupKind> = members.iter().map(Member::group_kind).collect();
+    let current_namespaces: BTreeSet<String> = members
+        .iter()
+        .filter_map(|m| m.desired.namespace().map(str::to_owned))
+        .collect();
+
+    let parents: Api<ConfigMap> = Api::namespaced(client.clone(), &set.parent_namespace);
+    let parent_id = format!("{}/{}", set.parent_namespace, set.parent_name);
+    let previous = with_retry(
+        policy,
+        &format!("read ApplySet parent ConfigMap {parent_id}"),
+        || parents.get_opt(&set.parent_name),
+    )
+    .await?;
+    let recorded = previous
+        .as_ref()
+        .map(applyset::recorded)
+        .unwrap_or_default();
+    if let Some(tooling) = recorded.foreign_tooling {
+        return Err(ApplyError::ForeignApplySet {
+            parent: parent_id,
+            tooling,
+        });
+    }
+    // Prune looks at everything either run may have created.
+    let all_kinds: BTreeSet<GroupKind> = recorded
+        .group_kinds
+        .union(&current_kinds)
+        .cloned()
+        .collect();
+    let mut all_namespaces: BTreeSet<String> = recorded
+        .namespaces
+        .union(&current_namespaces)
+        .cloned()
+        .collect();
+    all_namespaces.insert(set.parent_namespace.clone());
+
+    let mut objects = Vec::new();
+    // Namespaces that a dry run found missing: their contents cannot be dry-run on the server.
+    let mut would_create = HashSet::new();
+    // Namespaces go first because the parent may live in one of them. Namespaces are never
+    // pruned, so one applied before the parent records it is never lost track of.
+    let (namespaces, others): (Vec<&Member>, Vec<&Member>) =
+        members.iter().partition(|m| m.is_namespace());
+    for member in namespaces {
+        let result = apply_one(client, policy, member, opts.dry_run, &would_create).await?;
+        if opts.dry_run && result.outcome == Outcome::Created {
+            would_create.insert(result.name.clone());
+        }
+        opts.emit(ApplyEvent::Object(&result));
+        objects.push(result);
+    }
+    if !opts.dry_run {
+        // Record the superset first: if this run dies midway, the next one still prunes
+        // what this one may have created.
+        write_parent(client, policy, &set, &all_kinds, &all_namespaces).await?;
+    }
+    for member in others {
+        let result = apply_one(client, policy, member, opts.dry_run, &would_create).await?;
+        opts.emit(ApplyEvent::Object(&result));
+        objects.push(result);
+    }
+
+    let known: HashMap<GroupKind, crds::Resolved> = members
+        .iter()
+        .map(|m| (m.group_kind(), m.resolved.clone()))
+        .collect();
+    let scope = PruneScope {
+        set: &set,
+        kinds: &all_kinds,
+        namespaces: &all_namespaces,
+        current: &current,
+        known: &known,
+    };
+    let pruned = prune(client, opts, &scope).await?;
+    let mut final_kinds = current_kinds;
+    for p in pruned.iter().filter(|p| p.outcome == Outcome::Orphaned) {
+        final_kinds.insert(GroupKind::new("", &p.kind));
+    }
+    if !opts.dry_run {
+        write_parent(client, policy, &set, &final_kinds, &current_namespaces).await?;
+    }
+    objects.extend(pruned);
+    Ok(ApplyReport {
+        applyset_id: set.id,
+        parent: parent_id,
+        dry_run: opts.dry_run,
+        objects,
+    })
+}
+
+/// What applying would do, per object: a server-side dry run compared with the live objects
+/// (ignoring status and server-maintained metadata), and what would be pruned.
+pub async fn diff(
+    client: &Client,
+    kit: &[Desired],
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    apply(client, kit, &opts.clone().with_dry_run(true)).await
+}
+
+fn validate(opts: &ApplyOptions) -> Result<(), ApplyError> {
+    for (what, name) in [
+        ("sovereign", &opts.sovereign),
+        ("parent namespace", &opts.parent_namespace),
+    ] {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !ok {
+            return Err(ApplyError::Options(format!(
+                "{what} {name:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every kind (waiting for CRDs) and prepares the objects, in apply order.
+async fn resolve_all<'a>(
+    client: &Client,
+    kit: &'a [Desired],
+    opts: &ApplyOptions,
+    set: &ApplySet,
+) -> Result<Vec<Member<'a>>, ApplyError> {
+    let mut ordered: Vec<&Desired> = kit.iter().collect();
+    ordered.sort_by_key(|d| d.rank());
+    let mut cache: HashMap<&GroupVersionKind, crds::Resolved> = HashMap::new();
+    let mut members = Vec::new();
+    for desired in ordered {
+        let resolved = match cache.get(&desired.gvk) {
+            Some(r) => r.clone(),
+            None => {
+                let r = crds::resolve(
+                    client,
+                    &opts.retry,
+                    &desired.gvk,
+                    &desired.file_name,
+                    opts.crd_timeout,
+                    |missing| opts.emit(ApplyEvent::WaitingForCrd(missing)),
+                )
+                .await?;
+                cache.insert(&desired.gvk, r.clone());
+                r
+            }
+        };
+        let scope_error = match (resolved.namespaced, desired.namespace()) {
+            (true, None) => Some("is namespaced and needs metadata.namespace"),
+            (false, Some(_)) => Some("is cluster-scoped and must not set metadata.namespace"),
+            _ => None,
+        };
+        if let Some(problem) = scope_error {
+            return Err(ApplyError::Manifest {
+                file: desired.file_name.clone(),
+                message: format!(
+                    "{}: kind {} {problem}",
+                    desired.describe(),
+                    desired.gvk.kind
+                ),
+            });
+        }
+        let mut object = desired.object.clone();
+        let labels = object.metadata.labels.get_or_insert_with(Default::default);
+        for (key, value) in set.member_labels() {
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+        // Server-maintained fields in a manifest (say, one exported from a cluster) would make
+        // the apply fail or fight the server.
+        object.metadata.resource_version = None;
+        object.metadata.uid = None;
+        object.metadata.managed_fields = None;
+        object.metadata.creation_timestamp = None;
+        members.push(Member {
+            desired,
+            resolved,
+            object,
+        });
+    }
+    Ok(members)
+}
+
+async fn apply_one(
+    client: &Client,
+    policy: &RetryPolicy,
+    member: &Member<'_>,
+    dry_run: bool,
+    would_create: &HashSet<String>,
+) -> Result<ObjectResult, ApplyError> {
+    let mut result = member.result(Outcome::Created);
+    if dry_run
+        && member
+            .desired
+            .namespace()
+            .is_some_and(|ns| would_create.contains(ns))
+    {
+        return Ok(result);
+    }
+    let api = member.api(client);
+    let name = member.desired.name();
+    let id = member.desired.describe();
+    let before = with_retry(policy, &format!("read {id}"), || api.get_opt(name)).await?;
+    // Forcing is safe and intended: these fields are ours by definition of the kit, and an
+    // apply conflict only arises when another manager owns the same field (someone edited it
+    // by hand). The Kubernetes server-side apply documentation advises controllers to force;
+    // we restore the declared state as a controller would.
+    let params = PatchParams {
+        dry_run,
+        ..PatchParams::apply(FIELD_MANAGER).force()
+    };
+    let patch = Patch::Apply(&member.object);
+    let after = with_retry(policy, &format!("apply {id}"), || {
+        api.patch(name, &params, &patch)
+    })
+    .await?;
+    if let Some(before) = before {
+        result.changed = diff::changed_paths(&before, &after);
+        // Applying identical content does not write, so the resourceVersion stays. Content
+        // decides too: a dry run writes nothing either way, and on the first update after
+        // creation the apiserver persists defaults it had only applied on read (status
+        // defaults of custom resources, e.g. Flux's `status.observedGeneration: -1`), which
+        // bumps the resourceVersion although nothing declared changed.
+        let same_version =
+            !dry_run && before.metadata.resource_version == after.metadata.resource_version;
+        result.outcome = if same_version || result.changed.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::Configured
+        };
+    }
+    Ok(result)
+}
+
+async fn write_parent(
+    client: &Client,
+    policy: &RetryPolicy,
+    set: &ApplySet,
+    kinds: &BTreeSet<GroupKind>,
+    namespaces: &BTreeSet<String>,
+) -> Result<(), ApplyError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &set.parent_namespace);
+    let body = set.parent_body(kinds, namespaces);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(&body);
+    let what = format!(
+        "record the ApplySet in ConfigMap {}/{}",
+        set.parent_namespace, set.parent_name
+    );
+    with_retry(policy, &what, || {
+        api.patch(&set.parent_name, &params, &patch)
+    })
+    .await?;
+    Ok(())
+}
+
+struct PruneScope<'a> {
+    set: &'a ApplySet,
+    kinds: &'a BTreeSet<GroupKind>,
+    namespaces: &'a BTreeSet<String>,
+    current: &'a HashSet<Key>,
+    known: &'a HashMap<GroupKind, crds::Resolved>,
+}
+
+/// Deletes members of the set that are not in the current kit. Membership is the part-of
+/// label alone: an object without it is never touched, whatever other labels it has.
+async fn prune(
+    client: &Client,
+    opts: &ApplyOptions,
+    scope: &PruneScope<'_>,
+) -> Result<Vec<ObjectResult>, ApplyError> {
+    let policy = &opts.retry;
+    let set = scope.set;
+    let selector = format!("{PART_OF_LABEL}={}", set.id);
+    let list_params = ListParams::default().labels(&selector);
+    let mut out = Vec::new();
+    for gk in scope.kinds {
+        let resolved = match scope.known.get(gk) {
+            Some(r) => r.clone(),
+            None => match crds::resolve_group_kind(client, policy, &gk.group, &gk.kind).await? {
+                Some(r) => r,
+                // Nothing serves the kind any more, so no object of it exists.
+                None => continue,
+            },
+        };
+        let apis: Vec<Api<DynamicObject>> = if resolved.namespaced {
+            scope
+                .namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(client.clone(), ns, &resolved.resource))
+                .collect()
+        } else {
+            vec![Api::all_with(client.clone(), &resolved.resource)]
+        };
+        for api in apis {
+            let listed = with_retry(policy, &format!("list {gk} of {}", set.parent_name), || {
+                api.list(&list_params)
+            })
+            .await?;
+            for obj in listed.items {
+                // The selector has already done this; a deletion must not rest on one check.
+                if obj.labels().get(PART_OF_LABEL) != Some(&set.id) {
+                    continue;
+                }
+                let key = (gk.clone(), obj.namespace(), obj.name_any());
+                if scope.current.contains(&key) {
+                    continue;
+                }
+                let mut result = ObjectResult {
+                    api_version: resolved.resource.api_version.clone(),
+                    kind: gk.kind.clone(),
+                    namespace: key.1,
+                    name: key.2,
+                    outcome: Outcome::WouldPrune,
+                    changed: Vec::new(),
+                };
+                if gk.group.is_empty() && gk.kind == "Namespace" {
+                    result.outcome = Outcome::Orphaned;
+                } else if !opts.dry_run {
+                    delete(policy, &api, &result, obj.uid()).await?;
+                    result.outcome = Outcome::Pruned;
+                }
+                opts.emit(ApplyEvent::Object(&result));
+                out.push(result);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes with the listed object's UID as precondition, so that an object recreated since
+/// (by someone else) is not deleted in its place. Already gone counts as done.
+async fn delete(
+    policy: &RetryPolicy,
+    api: &Api<DynamicObject>,
+    object: &ObjectResult,
+    uid: Option<String>,
+) -> Result<(), ApplyError> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    let what = format!("prune {}", object.describe());
+    with_retry(policy, &what, || async {
+        match api.delete(&object.name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    Ok(())
+}
