@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
+use crate::connect::{self, ClusterConfig, ConnectError};
 use crate::exit::Exit;
 use crate::render;
+use crate::retry::RetryPolicy;
 use crate::spec::{self, SpecError};
 
 #[derive(Debug, Parser)]
@@ -27,10 +30,15 @@ struct Cli {
 enum Command {
     /// Render the bootstrap kit of a Sovereign as Kubernetes manifests.
     Render(RenderArgs),
+    /// Server-side apply the kit to the cluster, pruning objects this tool applied earlier
+    /// that the kit no longer holds.
+    Apply(ApplyArgs),
+    /// Show what `apply` would change (server-side dry run), changing nothing.
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args)]
-struct RenderArgs {
+struct SpecArgs {
     /// The Sovereign spec, e.g. clusters/<name>/sovereign.yaml.
     #[arg(long, value_name = "FILE")]
     spec: PathBuf,
@@ -38,6 +46,54 @@ struct RenderArgs {
     /// if that exists, else the copy built into the binary.
     #[arg(long, value_name = "FILE")]
     defaults: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The kubeconfig to use. Without it: $KUBECONFIG, ~/.kube/config, or the in-cluster
+    /// service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// How long the apiserver may stay unreachable or keep throttling, counted from its
+    /// first consecutive failure, before the command gives up (exit 6).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    unreachable_timeout: std::time::Duration,
+}
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    spec::formats::parse_go_duration(value)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!("expected a positive duration such as 30s, 5m or 1h30m, got {value:?}")
+        })
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Server-side dry run: the apiserver validates everything, nothing is written or pruned.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
     /// Write the numbered manifest files into DIR (creating it, removing stale kit files)
     /// instead of multi-document YAML on stdout.
     #[arg(long, value_name = "DIR")]
@@ -55,9 +111,52 @@ pub struct RenderConfig {
 impl From<RenderArgs> for RenderConfig {
     fn from(args: RenderArgs) -> Self {
         RenderConfig {
-            spec: args.spec,
-            defaults: args.defaults,
+            spec: args.spec.spec,
+            defaults: args.spec.defaults,
             out: args.out,
+        }
+    }
+}
+
+/// What `apply` and `diff` need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyConfig {
+    pub spec: PathBuf,
+    pub defaults: Option<PathBuf>,
+    pub cluster: ClusterConfig,
+    pub unreachable_timeout: std::time::Duration,
+    pub dry_run: bool,
+}
+
+impl From<ClusterArgs> for ClusterConfig {
+    fn from(args: ClusterArgs) -> Self {
+        ClusterConfig {
+            kubeconfig: args.kubeconfig,
+            context: args.context,
+        }
+    }
+}
+
+impl From<ApplyArgs> for ApplyConfig {
+    fn from(args: ApplyArgs) -> Self {
+        ApplyConfig {
+            spec: args.spec.spec,
+            defaults: args.spec.defaults,
+            unreachable_timeout: args.cluster.unreachable_timeout,
+            cluster: args.cluster.into(),
+            dry_run: args.dry_run,
+        }
+    }
+}
+
+impl From<DiffArgs> for ApplyConfig {
+    fn from(args: DiffArgs) -> Self {
+        ApplyConfig {
+            spec: args.spec.spec,
+            defaults: args.spec.defaults,
+            unreachable_timeout: args.cluster.unreachable_timeout,
+            cluster: args.cluster.into(),
+            dry_run: true,
         }
     }
 }
@@ -79,6 +178,8 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Render(args) => render(&args.into()),
+        Command::Apply(args) => run_async(apply_kit(args.into(), false)),
+        Command::Diff(args) => run_async(apply_kit(args.into(), true)),
     };
     match result {
         Ok(()) => Exit::Success.into(),
@@ -87,6 +188,112 @@ pub fn main() -> ExitCode {
             exit_code(&error).into()
         }
     }
+}
+
+fn run_async(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command)
+}
+
+/// Validates and renders everything before the first request, then applies the kit (or,
+/// for `diff` and `--dry-run`, asks the apiserver what applying would do).
+pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let loaded = spec::load(&config.spec, config.defaults.as_deref())?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let sovereign = &loaded.sovereign;
+    let kit = render::render(sovereign)?;
+    let desired = apply::parse(
+        kit.manifests
+            .iter()
+            .map(|m| (m.file_name.as_str(), m.yaml.as_str())),
+    )?;
+    let client = connect::client(&config.cluster).await?;
+    let retry = RetryPolicy::default()
+        .with_unreachable_budget(config.unreachable_timeout)
+        .with_observer(|event| {
+            eprintln!(
+                "retrying {} in {:.1}s (attempt {} failed; failing for {}s): {}",
+                event.what,
+                event.delay.as_secs_f64(),
+                event.attempt,
+                event.failing_for.as_secs(),
+                event.error
+            );
+        });
+    let options = ApplyOptions::new(
+        sovereign.metadata.name.clone(),
+        sovereign.spec.external_dns.namespace.clone(),
+    )
+    .with_dry_run(config.dry_run)
+    .with_retry(retry.clone())
+    .with_events(|event| {
+        if let ApplyEvent::WaitingForCrd(missing) = event {
+            eprintln!(
+                "waiting for CRD {} (kind {}), installed by {}",
+                missing.crd, missing.kind, missing.installer
+            );
+        }
+    });
+    let report = apply::apply(&client, &desired, &options).await?;
+    print_report(&report, show_changes);
+    let stats = retry.stats().snapshot();
+    eprintln!(
+        "{} in {:.1}s: {} apiserver requests, {} retries",
+        summary(&report),
+        started.elapsed().as_secs_f64(),
+        stats.requests,
+        stats.retries
+    );
+    Ok(())
+}
+
+fn print_report(report: &ApplyReport, show_changes: bool) {
+    let mut stdout = std::io::stdout().lock();
+    for object in &report.objects {
+        let outcome = match (report.dry_run, object.outcome) {
+            (true, Outcome::Created) => "would create",
+            (true, Outcome::Configured) => "would change",
+            (_, Outcome::Created) => "created",
+            (_, Outcome::Configured) => "configured",
+            (_, Outcome::Unchanged) => "unchanged",
+            (_, Outcome::Pruned) => "pruned",
+            (_, Outcome::WouldPrune) => "would prune",
+            (_, Outcome::Orphaned) => "orphaned (not in the kit; kept)",
+        };
+        let _ = writeln!(stdout, "{outcome:<13} {}", object.describe());
+        if show_changes {
+            for path in &object.changed {
+                let _ = writeln!(stdout, "{:<13}   {path}", "");
+            }
+        }
+    }
+}
+
+fn summary(report: &ApplyReport) -> String {
+    let counts = [
+        (Outcome::Created, "created"),
+        (Outcome::Configured, "configured"),
+        (Outcome::Unchanged, "unchanged"),
+        (Outcome::Pruned, "pruned"),
+        (Outcome::WouldPrune, "to prune"),
+        (Outcome::Orphaned, "orphaned"),
+    ]
+    .iter()
+    .filter_map(|(outcome, word)| match report.count(*outcome) {
+        0 => None,
+        n => Some(format!("{n} {word}")),
+    })
+    .collect::<Vec<_>>()
+    .join(", ");
+    let verb = if report.dry_run { "dry run" } else { "applied" };
+    format!("{verb} {} objects ({counts})", report.objects.len())
 }
 
 /// Loads and validates the spec, renders the kit, and writes it to stdout or `--out`.
@@ -135,6 +342,10 @@ fn report(error: &anyhow::Error) {
 fn exit_code(error: &anyhow::Error) -> Exit {
     if error.is::<SpecError>() {
         Exit::BadInput
+    } else if let Some(e) = error.downcast_ref::<ConnectError>() {
+        e.exit()
+    } else if let Some(e) = error.downcast_ref::<ApplyError>() {
+        e.exit()
     } else {
         // A RenderError on a valid spec is a bug; failing to write output is the
         // environment's fault. Neither has a more specific code.

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod connect;
 pub mod exit;
 pub mod external_dns;
 pub mod render;
