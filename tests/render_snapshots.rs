@@ -28,21 +28,15 @@ fn snapshot_without_cilium() {
 
 #[test]
 fn snapshot_of_a_wrapper_chart() {
-    let wrapper = "
-    chart:
-      name: bp-external-dns
-      version: 1.1.7
-      repository: https://charts.openova.io/
-      valuesKey: external-dns";
-    insta::assert_snapshot!("chart_wrapper", kit("cilium", wrapper, PDNS).to_multi_doc());
+    insta::assert_snapshot!(
+        "chart_wrapper",
+        kit("cilium", WRAPPER_CHART, PDNS).to_multi_doc()
+    );
 }
 
 #[test]
 fn snapshot_of_an_oci_chart() {
-    let oci = "
-    chart:
-      repository: oci://ghcr.io/openova-io/charts";
-    insta::assert_snapshot!("chart_oci", kit("cilium", oci, PDNS).to_multi_doc());
+    insta::assert_snapshot!("chart_oci", kit("cilium", OCI_CHART, PDNS).to_multi_doc());
 }
 
 #[test]
@@ -389,10 +383,9 @@ fn helm_release_points_at_the_helm_repository() {
 
 #[test]
 fn an_oci_repository_is_referenced_by_chart_ref() {
-    let oci = "
-    chart:
-      repository: oci://ghcr.io/openova-io/charts/";
-    let kit = kit("cilium", oci, PDNS);
+    // A trailing slash on the repository is tolerated.
+    let oci = format!("{OCI_CHART}/");
+    let kit = kit("cilium", &oci, PDNS);
     let source = doc(&kit, "11-chart-source.yaml");
     assert_eq!(source["kind"], "OCIRepository");
     assert_eq!(source["apiVersion"], "source.toolkit.fluxcd.io/v1");
@@ -411,13 +404,7 @@ fn an_oci_repository_is_referenced_by_chart_ref() {
 
 #[test]
 fn a_wrapper_chart_gets_the_values_nested_and_the_prefix_as_a_flag() {
-    let wrapper = "
-    chart:
-      name: bp-external-dns
-      version: 1.1.7
-      repository: https://charts.openova.io/
-      valuesKey: external-dns";
-    let kit = kit("cilium", wrapper, PDNS);
+    let kit = kit("cilium", WRAPPER_CHART, PDNS);
     let release = doc(&kit, "12-external-dns.yaml");
     let values = release["spec"]["values"].as_object().unwrap();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["external-dns"]);

@@ -42,15 +42,10 @@ fn variants() -> Vec<(String, String, String, String)> {
     out.push((
         "wrapper-chart".into(),
         "cilium".into(),
-        "\n    chart: {name: bp-external-dns, version: 1.1.7, valuesKey: external-dns}".into(),
+        WRAPPER_CHART.into(),
         pdns.clone(),
     ));
-    out.push((
-        "oci-chart".into(),
-        "cilium".into(),
-        "\n    chart: {repository: oci://ghcr.io/openova/charts/external-dns}".into(),
-        pdns,
-    ));
+    out.push(("oci-chart".into(), "cilium".into(), OCI_CHART.into(), pdns));
     out
 }
 

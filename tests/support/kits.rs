@@ -63,6 +63,20 @@ pub const AZURE: &str = "
       resourceGroup: dns-rg
       configSecretRef: {name: azure-dns, key: azure.json}";
 
+/// External-dns overrides for a wrapper chart that nests the upstream values (as
+/// bp-external-dns does).
+pub const WRAPPER_CHART: &str = "
+    chart:
+      name: bp-external-dns
+      version: 1.1.7
+      repository: https://charts.openova.io/
+      valuesKey: external-dns";
+
+/// External-dns overrides for a chart served from an OCI registry.
+pub const OCI_CHART: &str = "
+    chart:
+      repository: oci://ghcr.io/openova-io/charts";
+
 /// A Sovereign with the given CNI, external-dns overrides and `spec.dns` body.
 pub fn sovereign(cni: &str, external_dns: &str, dns: &str) -> String {
     format!(
