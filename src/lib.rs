@@ -6,6 +6,7 @@ pub mod cli;
 pub mod connect;
 pub mod exit;
 pub mod external_dns;
+pub mod health;
 pub mod render;
 pub mod retry;
 pub mod spec;

@@ -1,0 +1,23 @@
+//! Readiness and diagnosis for `wait`: judges the kit's workloads from what their
+//! controllers report, waits on watches until they are healthy, fails early when one will
+//! not get there, and explains why in plain language.
+//!
+//! - [`judge`]: pure verdicts on a HelmRelease, a Deployment, a Pod.
+//! - [`signatures`]: known failure texts mapped to causes (a table), and redaction.
+//! - [`diagnose`]: events, probe failures and previous logs gathered on failure.
+//! - [`clock`]: the health timeout that pauses during apiserver outages, and the outage
+//!   budget.
+//! - [`watch`]: the engine, [`wait_until_healthy`].
+
+pub mod clock;
+pub mod diagnose;
+pub mod judge;
+pub mod signatures;
+pub mod watch;
+
+pub use diagnose::{Diagnosis, EventSummary, Logs};
+pub use judge::Health;
+pub use watch::{
+    EventSink, EventState, HealthError, HealthEvent, Pending, PodSelection, Report, Target,
+    TargetKind, WaitOptions, wait_until_healthy,
+};

@@ -1,0 +1,1034 @@
+//! The wait engine: watches the targets and their pods, re-judges on every change, and
+//! returns as soon as everything is ready, a workload has failed, or a budget ran out.
+//!
+//! Watches, not polls: a verdict follows the event that decides it without delay. The only
+//! timers are the deadlines themselves (timeout, outage budget, end of a symptom's grace
+//! period) and, during an outage, a probe that notices the apiserver is back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll, StreamExt, select_all};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use super::clock::{Budget, WaitClock};
+use super::diagnose::{Diagnosis, MAX_PODS, NOT_READY, Subject, diagnose, error_text};
+use super::judge::{
+    Health, combine, judge_deployment, judge_helm_release, judge_pod, judge_pods, pod_symptom,
+};
+use crate::exit::Exit;
+use crate::retry::{Class, RetryPolicy, classify};
+
+/// Asks the apiserver to end each watch before the client's read timeout
+/// ([`crate::retry::READ_TIMEOUT`]) would cut it as idle; the watcher then resumes it.
+const WATCH_TIMEOUT_SECS: u32 = 25;
+/// How long the reachability probe may wait for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Deployment,
+    /// helm.toolkit.fluxcd.io/v2 HelmRelease.
+    HelmRelease,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::HelmRelease => "HelmRelease",
+        }
+    }
+}
+
+/// Which pods belong to a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSelection {
+    /// Only the object itself is judged.
+    None,
+    /// The pods the Deployment's own selector picks; they can fail it early, and its
+    /// rollout status decides readiness.
+    OfDeployment,
+    /// Pods in `namespace` carrying all `labels`; any can fail the target, and all must be
+    /// ready (at least one).
+    Labels {
+        namespace: String,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// One thing to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: TargetKind,
+    pub namespace: String,
+    pub name: String,
+    pub pods: PodSelection,
+}
+
+impl Target {
+    /// A Deployment and its pods.
+    pub fn deployment(namespace: &str, name: &str) -> Target {
+        Target {
+            kind: TargetKind::Deployment,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            pods: PodSelection::OfDeployment,
+        }
+    }
+
+    /// A HelmRelease alone; see [`Target::with_release_pods`].
+    pub fn helm_release(namespace: &str, name: &str) -> Target {
+        Target {
+            kind: TargetKind::HelmRelease,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            pods: PodSelection::None,
+        }
+    }
+
+    /// Also judges the pods of the Helm release, labelled the way Helm charts label them
+    /// (the external-dns chart: app.kubernetes.io/name=external-dns,
+    /// app.kubernetes.io/instance=<release>). A crash-looping pod then fails the wait
+    /// while Flux itself still waits out its own timeout.
+    pub fn with_release_pods(mut self, namespace: &str, release: &str, app: &str) -> Target {
+        self.pods = PodSelection::Labels {
+            namespace: namespace.to_owned(),
+            labels: BTreeMap::from([
+                ("app.kubernetes.io/name".to_owned(), app.to_owned()),
+                ("app.kubernetes.io/instance".to_owned(), release.to_owned()),
+            ]),
+        };
+        self
+    }
+
+    /// "Kind namespace/name", as progress and errors name it.
+    pub fn resource(&self) -> String {
+        format!("{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+pub type EventSink = Arc<dyn Fn(&HealthEvent) + Send + Sync>;
+
+/// Budgets and reporting of [`wait_until_healthy`].
+#[derive(Clone)]
+pub struct WaitOptions {
+    /// How long workloads may take to turn healthy, counting only time the apiserver
+    /// answered.
+    pub timeout: Duration,
+    /// How long the apiserver may stay unreachable in one stretch.
+    pub unreachable_budget: Duration,
+    /// How long a pod symptom (image pull error, crash loop with few restarts, ...) may
+    /// last before it fails the wait.
+    pub grace: Duration,
+    /// Watch reconnection and reachability-probe delays: first and largest.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub on_event: Option<EventSink>,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        let policy = RetryPolicy::default();
+        WaitOptions {
+            timeout: Duration::from_secs(5 * 60),
+            unreachable_budget: policy.unreachable_budget,
+            grace: Duration::from_secs(60),
+            reconnect_min: policy.min_delay,
+            reconnect_max: policy.max_delay,
+            on_event: None,
+        }
+    }
+}
+
+impl Debug for WaitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitOptions")
+            .field("timeout", &self.timeout)
+            .field("unreachable_budget", &self.unreachable_budget)
+            .field("grace", &self.grace)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaitOptions {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Takes the outage budget and delays from the policy every other apiserver call uses.
+    pub fn with_retry_policy(mut self, policy: &RetryPolicy) -> Self {
+        self.unreachable_budget = policy.unreachable_budget;
+        self.reconnect_min = policy.min_delay;
+        self.reconnect_max = policy.max_delay;
+        self
+    }
+
+    pub fn on_event(mut self, sink: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(sink));
+        self
+    }
+}
+
+/// A change worth a progress line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthEvent {
+    /// "Kind namespace/name", or "apiserver".
+    pub resource: String,
+    pub state: EventState,
+    pub message: String,
+    /// Since the wait started, wall clock.
+    #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
+    pub elapsed: Duration,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventState {
+    Progressing,
+    Ready,
+    Failed,
+    ApiserverUnreachable,
+    ApiserverReachable,
+}
+
+/// A successful wait.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub elapsed: Duration,
+    /// Time the apiserver was unreachable, which did not count against the timeout.
+    pub unreachable: Duration,
+    /// Each target and when (since the start) it last turned ready.
+    pub ready: Vec<(String, Duration)>,
+}
+
+/// A target still not ready when the wait gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub resource: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Error)]
+pub enum HealthError {
+    /// Exit 4 ([`Exit::WorkloadFailed`]).
+    #[error("{diagnosis}")]
+    WorkloadFailed { diagnosis: Box<Diagnosis> },
+    /// Exit 5 ([`Exit::TimedOut`]).
+    #[error(
+        "timed out after {}s waiting for {}",
+        waited.as_secs(),
+        pending.iter().map(|p| format!("{} ({})", p.resource, p.reason)).collect::<Vec<_>>().join(", ")
+    )]
+    TimedOut {
+        /// Time the apiserver answered; outages are not counted.
+        waited: Duration,
+        pending: Vec<Pending>,
+        /// What the pending targets' events, pods and logs say.
+        diagnoses: Vec<Diagnosis>,
+    },
+    /// Exit 6 ([`Exit::ApiserverUnreachable`]).
+    #[error(
+        "the apiserver has been unreachable for {}s, over the {}s budget; last error: {last_error}",
+        unreachable_for.as_secs(),
+        budget.as_secs()
+    )]
+    ApiserverUnreachable {
+        unreachable_for: Duration,
+        budget: Duration,
+        last_error: String,
+    },
+    /// Exit 8 ([`Exit::PermissionDenied`]): 401 or 403 while watching.
+    #[error("permission denied: cannot watch {what}: {message}")]
+    Forbidden { what: String, message: String },
+    /// Exit 1 ([`Exit::Internal`]): a permanent apiserver error other than a permission
+    /// problem, e.g. the HelmRelease kind is not served because Flux's CRDs are missing.
+    #[error("cannot watch {what}: {message}")]
+    Api { what: String, message: String },
+}
+
+impl HealthError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            HealthError::WorkloadFailed { .. } => Exit::WorkloadFailed,
+            HealthError::TimedOut { .. } => Exit::TimedOut,
+            HealthError::ApiserverUnreachable { .. } => Exit::ApiserverUnreachable,
+            HealthError::Forbidden { .. } => Exit::PermissionDenied,
+            HealthError::Api { .. } => Exit::Internal,
+        }
+    }
+}
+
+/// What a watch stream reports to the engine; the objects themselves land in its store.
+#[derive(Debug)]
+enum Tick {
+    /// A (re)list is starting. Emitted before any request, so it proves nothing.
+    Init,
+    /// The store holds a complete list.
+    Synced,
+    /// An object changed.
+    Changed,
+}
+
+type Item = (usize, Result<Tick, watcher::Error>);
+
+/// Watch reconnection pacing. kube's `StreamBackoff` resets its backoff on every `Ok`, and
+/// a watcher yields `Ok(Init)` before each relist attempt, so during an outage the delay
+/// would never grow. This one ignores resets and starts over only after a quiet period.
+/// Equal jitter (half fixed, half random) keeps every delay within the maximum, so
+/// watches resume promptly once the apiserver is back.
+struct ReconnectBackoff {
+    builder: backon::ExponentialBuilder,
+    inner: backon::ExponentialBackoff,
+    last: Option<Instant>,
+    quiet: Duration,
+}
+
+impl ReconnectBackoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(min)
+            .with_max_delay(max.max(min))
+            .without_max_times();
+        ReconnectBackoff {
+            inner: backon::BackoffBuilder::build(builder),
+            builder,
+            last: None,
+            quiet: 2 * max.max(min),
+        }
+    }
+}
+
+impl Iterator for ReconnectBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now - t > self.quiet) {
+            self.inner = backon::BackoffBuilder::build(self.builder);
+        }
+        self.last = Some(now);
+        let delay = self.inner.next()?;
+        Some(delay / 2 + delay.mul_f64(fastrand::f64() / 2.0))
+    }
+}
+
+impl Backoff for ReconnectBackoff {
+    fn reset(&mut self) {}
+}
+
+fn watch_stream<K>(
+    id: usize,
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+    opts: &WaitOptions,
+) -> BoxStream<'static, Item>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    let backoff = ReconnectBackoff::new(opts.reconnect_min, opts.reconnect_max);
+    reflector::reflector(writer, watcher(api, config).backoff(backoff))
+        .map(move |r| {
+            let tick = r.map(|e| match e {
+                watcher::Event::Init => Tick::Init,
+                watcher::Event::InitDone => Tick::Synced,
+                _ => Tick::Changed,
+            });
+            (id, tick)
+        })
+        .boxed()
+}
+
+fn helm_release_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+    ))
+}
+
+enum ObjectStore {
+    Deployment(Store<Deployment>),
+    HelmRelease(Store<DynamicObject>),
+}
+
+/// A target's verdict and the pods a diagnosis should look at (culprit first).
+struct Judged {
+    health: Health,
+    pods: Vec<Arc<Pod>>,
+}
+
+type Probe = Pin<Box<dyn Future<Output = Result<(), kube::Error>> + Send>>;
+
+struct Engine<'a> {
+    client: Client,
+    targets: &'a [Target],
+    opts: &'a WaitOptions,
+    /// Stream `i` < targets.len() feeds `objects[i]`; the rest feed `pods` in order.
+    objects: Vec<ObjectStore>,
+    pods: Vec<(String, Store<Pod>)>,
+    synced: Vec<bool>,
+    /// When each current pod symptom was first seen, by "uid/container/reason".
+    symptoms: HashMap<String, Instant>,
+    last_emitted: Vec<Option<(EventState, String)>>,
+    ready_at: Vec<Option<Duration>>,
+    clock: WaitClock,
+    last_error: String,
+    probe_delays: ReconnectBackoff,
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        client: &Client,
+        targets: &'a [Target],
+        opts: &'a WaitOptions,
+        start: Instant,
+    ) -> (Engine<'a>, SelectAll<BoxStream<'static, Item>>) {
+        let mut streams = Vec::new();
+        let mut objects = Vec::new();
+        for (id, t) in targets.iter().enumerate() {
+            let config = watcher::Config::default()
+                .fields(&format!("metadata.name={}", t.name))
+                .timeout(WATCH_TIMEOUT_SECS);
+            match t.kind {
+                TargetKind::Deployment => {
+                    let writer = Writer::<Deployment>::default();
+                    objects.push(ObjectStore::Deployment(writer.as_reader()));
+                    let api = Api::namespaced(client.clone(), &t.namespace);
+                    streams.push(watch_stream(id, api, config, writer, opts));
+                }
+                TargetKind::HelmRelease => {
+                    let ar = helm_release_resource();
+                    let writer = Writer::<DynamicObject>::new(ar.clone());
+                    objects.push(ObjectStore::HelmRelease(writer.as_reader()));
+                    let api = Api::namespaced_with(client.clone(), &t.namespace, &ar);
+                    streams.push(watch_stream(id, api, config, writer, opts));
+                }
+            }
+        }
+        let mut pods: Vec<(String, Store<Pod>)> = Vec::new();
+        for t in targets {
+            let Some(ns) = pod_namespace(t) else { continue };
+            if pods.iter().any(|(n, _)| n == ns) {
+                continue;
+            }
+            let writer = Writer::<Pod>::default();
+            pods.push((ns.to_owned(), writer.as_reader()));
+            let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+            let api = Api::namespaced(client.clone(), ns);
+            streams.push(watch_stream(
+                targets.len() + pods.len() - 1,
+                api,
+                config,
+                writer,
+                opts,
+            ));
+        }
+        let engine = Engine {
+            client: client.clone(),
+            targets,
+            opts,
+            synced: vec![false; streams.len()],
+            objects,
+            pods,
+            symptoms: HashMap::new(),
+            last_emitted: vec![None; targets.len()],
+            ready_at: vec![None; targets.len()],
+            clock: WaitClock::new(start, opts.timeout, opts.unreachable_budget),
+            last_error: String::new(),
+            probe_delays: ReconnectBackoff::new(opts.reconnect_min, opts.reconnect_max),
+        };
+        (engine, select_all(streams))
+    }
+
+    fn emit(&self, resource: String, state: EventState, message: String, now: Instant) {
+        if let Some(sink) = &self.opts.on_event {
+            sink(&HealthEvent {
+                resource,
+                state,
+                message,
+                elapsed: self.clock.elapsed(now),
+            });
+        }
+    }
+
+    fn pod_store(&self, namespace: &str) -> Option<(usize, &Store<Pod>)> {
+        self.pods
+            .iter()
+            .enumerate()
+            .find(|(_, (ns, _))| ns == namespace)
+            .map(|(j, (_, store))| (self.targets.len() + j, store))
+    }
+
+    /// Starts the grace clock of each new pod symptom and forgets cleared ones.
+    fn observe_symptoms(&mut self, now: Instant) {
+        let mut current = HashMap::new();
+        for (_, store) in &self.pods {
+            for pod in store.state() {
+                if let Some(key) = symptom_key(&pod) {
+                    let since = self.symptoms.get(&key).copied().unwrap_or(now);
+                    current.insert(key, since);
+                }
+            }
+        }
+        self.symptoms = current;
+    }
+
+    fn persisted(&self, pod: &Pod, now: Instant) -> Duration {
+        symptom_key(pod)
+            .and_then(|k| self.symptoms.get(&k))
+            .map_or(Duration::ZERO, |since| {
+                now.saturating_duration_since(*since)
+            })
+    }
+
+    /// The next moment a symptom's grace period ends.
+    fn next_grace_end(&self, now: Instant) -> Option<Instant> {
+        self.symptoms
+            .values()
+            .map(|since| *since + self.opts.grace)
+            .filter(|end| *end > now)
+            .min()
+    }
+
+    fn judge(&self, i: usize, now: Instant) -> Judged {
+        let target = &self.targets[i];
+        if !self.synced[i] {
+            return Judged {
+                health: Health::progressing("waiting for the apiserver's first answer"),
+                pods: Vec::new(),
+            };
+        }
+        let not_created = || Judged {
+            health: Health::progressing("not created yet"),
+            pods: Vec::new(),
+        };
+        // Pods named by label are the workload itself and must be ready; a Deployment's
+        // own pods can only fail it, its rollout status says when it is ready.
+        let require_ready = matches!(target.pods, PodSelection::Labels { .. });
+        let (object, selector) = match &self.objects[i] {
+            ObjectStore::Deployment(store) => {
+                let Some(d) = find(store, &target.name) else {
+                    return not_created();
+                };
+                let selector = match &target.pods {
+                    PodSelection::OfDeployment => d
+                        .spec
+                        .as_ref()
+                        .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
+                    other => selection(other),
+                };
+                (judge_deployment(&d), selector)
+            }
+            ObjectStore::HelmRelease(store) => {
+                let Some(hr) = find(store, &target.name) else {
+                    return not_created();
+                };
+                (judge_helm_release(&hr), selection(&target.pods))
+            }
+        };
+        let (Some(selector), Some(ns)) = (selector, pod_namespace(target)) else {
+            return Judged {
+                health: object,
+                pods: Vec::new(),
+            };
+        };
+        let pods: Vec<Arc<Pod>> = match self.pod_store(ns) {
+            Some((id, store)) if self.synced[id] => store
+                .state()
+                .into_iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+                .filter(|p| selector.matches(p.labels()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let pairs: Vec<(&Pod, Duration)> = pods
+            .iter()
+            .map(|p| (p.as_ref(), self.persisted(p, now)))
+            .collect();
+        let verdict = judge_pods(&pairs, self.opts.grace, require_ready);
+        // For a diagnosis: the culprit, then other pods that are not ready.
+        let mut examine: Vec<Arc<Pod>> = verdict
+            .culprit
+            .map(|c| pods[c].clone())
+            .into_iter()
+            .collect();
+        for (k, (pod, persisted)) in pairs.iter().enumerate() {
+            if examine.len() >= MAX_PODS {
+                break;
+            }
+            if Some(k) != verdict.culprit && !judge_pod(pod, *persisted, self.opts.grace).is_ready()
+            {
+                examine.push(pods[k].clone());
+            }
+        }
+        Judged {
+            health: combine(object, &verdict),
+            pods: examine,
+        }
+    }
+
+    fn report_changes(&mut self, judged: &[Judged], now: Instant) {
+        for (i, j) in judged.iter().enumerate() {
+            let (state, message) = match &j.health {
+                Health::Ready => (EventState::Ready, "ready".to_owned()),
+                Health::Progressing { reason } => (EventState::Progressing, reason.clone()),
+                Health::Failed { reason, message } => {
+                    (EventState::Failed, format!("{reason}: {message}"))
+                }
+            };
+            if state == EventState::Ready
+                && self.last_emitted[i].as_ref().map(|l| l.0) != Some(state)
+            {
+                self.ready_at[i] = Some(self.clock.elapsed(now));
+            }
+            let entry = Some((state, message.clone()));
+            if self.last_emitted[i] != entry {
+                self.last_emitted[i] = entry;
+                self.emit(self.targets[i].resource(), state, message, now);
+            }
+        }
+    }
+
+    fn subject(&self, i: usize, judged: &Judged) -> Subject {
+        let t = &self.targets[i];
+        let (reason, message) = match &judged.health {
+            Health::Failed { reason, message } => (reason.clone(), message.clone()),
+            Health::Progressing { reason } => (NOT_READY.to_owned(), reason.clone()),
+            Health::Ready => ("Ready".to_owned(), String::new()),
+        };
+        Subject {
+            resource: t.resource(),
+            kind: t.kind.as_str(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            reason,
+            message,
+            pods: judged.pods.clone(),
+        }
+    }
+
+    /// The apiserver answered: ends an outage.
+    fn reached(&mut self, now: Instant, probe: &mut Option<Probe>) {
+        *probe = None;
+        if let Some(outage) = self.clock.reachable(now) {
+            self.emit(
+                "apiserver".to_owned(),
+                EventState::ApiserverReachable,
+                format!(
+                    "reachable again after {:.1}s; the health clock resumes",
+                    outage.as_secs_f64()
+                ),
+                now,
+            );
+        }
+    }
+
+    /// A transient failure: starts an outage (and a probe to notice its end).
+    fn unreachable(&mut self, error: String, now: Instant, probe: &mut Option<Probe>) {
+        let started = self.clock.unreachable(now);
+        if started {
+            self.emit(
+                "apiserver".to_owned(),
+                EventState::ApiserverUnreachable,
+                format!("{error}; the health clock is paused"),
+                now,
+            );
+        }
+        self.last_error = error;
+        if probe.is_none() {
+            // The first probe goes at once: most outages are one dropped watch.
+            let delay = if started {
+                Duration::ZERO
+            } else {
+                self.probe_delays.next().unwrap_or(self.opts.reconnect_max)
+            };
+            *probe = Some(reachability_probe(self.client.clone(), delay));
+        }
+    }
+
+    fn on_item(
+        &mut self,
+        (id, item): Item,
+        now: Instant,
+        probe: &mut Option<Probe>,
+    ) -> Result<(), HealthError> {
+        match item {
+            Ok(Tick::Init) => Ok(()),
+            Ok(Tick::Synced) => {
+                self.synced[id] = true;
+                self.reached(now, probe);
+                Ok(())
+            }
+            Ok(Tick::Changed) => {
+                self.reached(now, probe);
+                Ok(())
+            }
+            Err(e) => self.on_watch_error(id, e, now, probe),
+        }
+    }
+
+    fn stream_name(&self, id: usize) -> String {
+        match self.targets.get(id) {
+            Some(t) => t.resource(),
+            None => format!("Pods in {}", self.pods[id - self.targets.len()].0),
+        }
+    }
+
+    fn on_watch_error(
+        &mut self,
+        id: usize,
+        e: watcher::Error,
+        now: Instant,
+        probe: &mut Option<Probe>,
+    ) -> Result<(), HealthError> {
+        let inner = match e {
+            watcher::Error::InitialListFailed(e)
+            | watcher::Error::WatchStartFailed(e)
+            | watcher::Error::WatchFailed(e) => e,
+            // 410 Gone: the watcher relists by itself; an ordinary event on a busy cluster.
+            watcher::Error::WatchError(status) if status.code == 410 => return Ok(()),
+            watcher::Error::WatchError(status) => kube::Error::Api(status),
+            watcher::Error::NoResourceVersion => return Ok(()),
+        };
+        match classify(&inner) {
+            Class::Transient { .. } => {
+                self.unreachable(error_text(&inner), now, probe);
+                Ok(())
+            }
+            Class::Permanent => {
+                let what = self.stream_name(id);
+                let message = error_text(&inner);
+                match &inner {
+                    kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+                        Err(HealthError::Forbidden { what, message })
+                    }
+                    _ => Err(HealthError::Api { what, message }),
+                }
+            }
+        }
+    }
+
+    fn on_probe(
+        &mut self,
+        result: Result<(), kube::Error>,
+        now: Instant,
+        probe: &mut Option<Probe>,
+    ) {
+        *probe = None;
+        match result {
+            Err(e) if matches!(classify(&e), Class::Transient { .. }) => {
+                self.unreachable(error_text(&e), now, probe)
+            }
+            // Any other answer, even a refusal, came from a live apiserver.
+            _ => self.reached(now, probe),
+        }
+    }
+}
+
+fn reachability_probe(client: Client, delay: Duration) -> Probe {
+    Box::pin(async move {
+        tokio::time::sleep(delay).await;
+        match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(kube::Error::Service(
+                format!(
+                    "GET /version: no answer within {}s",
+                    PROBE_TIMEOUT.as_secs()
+                )
+                .into(),
+            )),
+        }
+    })
+}
+
+fn find<K>(store: &Store<K>, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.find(|o| o.meta().name.as_deref() == Some(name))
+}
+
+fn pod_namespace(t: &Target) -> Option<&str> {
+    match (&t.pods, t.kind) {
+        (PodSelection::OfDeployment, TargetKind::Deployment) => Some(&t.namespace),
+        (PodSelection::Labels { namespace, .. }, _) => Some(namespace),
+        _ => None,
+    }
+}
+
+fn selection(pods: &PodSelection) -> Option<Selector> {
+    match pods {
+        PodSelection::Labels { labels, .. } => Selector::try_from(LabelSelector {
+            match_labels: Some(labels.clone()),
+            match_expressions: None,
+        })
+        .ok(),
+        _ => None,
+    }
+}
+
+fn symptom_key(pod: &Pod) -> Option<String> {
+    let s = pod_symptom(pod)?;
+    Some(format!(
+        "{}/{}/{}",
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+        s.container.as_deref().unwrap_or_default(),
+        s.reason
+    ))
+}
+
+/// Waits until every target is healthy.
+///
+/// Returns early with [`HealthError::WorkloadFailed`] when a target fails (a pod symptom
+/// after its grace period, a stalled HelmRelease, a Deployment past its progress
+/// deadline), with [`HealthError::TimedOut`] when `opts.timeout` of reachable time passes,
+/// and with [`HealthError::ApiserverUnreachable`] when one outage outlasts
+/// `opts.unreachable_budget`. Targets that do not exist yet are waited for.
+pub async fn wait_until_healthy(
+    client: &Client,
+    targets: &[Target],
+    opts: &WaitOptions,
+) -> Result<Report, HealthError> {
+    let start = Instant::now();
+    let (mut engine, mut streams) = Engine::new(client, targets, opts, start);
+    let mut probe: Option<Probe> = None;
+    loop {
+        let now = Instant::now();
+        engine.observe_symptoms(now);
+        let judged: Vec<Judged> = (0..targets.len()).map(|i| engine.judge(i, now)).collect();
+        engine.report_changes(&judged, now);
+
+        if judged.iter().all(|j| j.health.is_ready()) {
+            return Ok(Report {
+                elapsed: engine.clock.elapsed(now),
+                unreachable: engine.clock.paused(now),
+                ready: targets
+                    .iter()
+                    .zip(&engine.ready_at)
+                    .map(|(t, at)| (t.resource(), at.unwrap_or_default()))
+                    .collect(),
+            });
+        }
+        if let Some(i) = judged
+            .iter()
+            .position(|j| matches!(j.health, Health::Failed { .. }))
+        {
+            let diagnosis = diagnose(client, engine.subject(i, &judged[i])).await;
+            return Err(HealthError::WorkloadFailed {
+                diagnosis: Box::new(diagnosis),
+            });
+        }
+        match engine.clock.budget(now) {
+            Budget::Running => {}
+            Budget::TimedOut { waited } => {
+                let mut pending = Vec::new();
+                let mut diagnoses = Vec::new();
+                for (i, j) in judged.iter().enumerate() {
+                    if let Health::Progressing { reason } = &j.health {
+                        pending.push(Pending {
+                            resource: targets[i].resource(),
+                            reason: reason.clone(),
+                        });
+                        diagnoses.push(diagnose(client, engine.subject(i, j)).await);
+                    }
+                }
+                return Err(HealthError::TimedOut {
+                    waited,
+                    pending,
+                    diagnoses,
+                });
+            }
+            Budget::Unreachable { for_ } => {
+                return Err(HealthError::ApiserverUnreachable {
+                    unreachable_for: for_,
+                    budget: opts.unreachable_budget,
+                    last_error: engine.last_error.clone(),
+                });
+            }
+        }
+
+        let wake = match engine.next_grace_end(now) {
+            Some(grace_end) => grace_end.min(engine.clock.deadline()),
+            None => engine.clock.deadline(),
+        };
+        tokio::select! {
+            Some(item) = streams.next() => {
+                engine.on_item(item, Instant::now(), &mut probe)?;
+            }
+            result = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                engine.on_probe(result, Instant::now(), &mut probe);
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_themselves_and_select_release_pods() {
+        let t = Target::helm_release("flux-system", "external-dns").with_release_pods(
+            "external-dns",
+            "external-dns",
+            "external-dns",
+        );
+        assert_eq!(t.resource(), "HelmRelease flux-system/external-dns");
+        assert_eq!(pod_namespace(&t), Some("external-dns"));
+        let sel = selection(&t.pods).unwrap();
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(sel.matches(&labels(&[
+            ("app.kubernetes.io/name", "external-dns"),
+            ("app.kubernetes.io/instance", "external-dns"),
+            ("pod-template-hash", "abc"),
+        ])));
+        assert!(!sel.matches(&labels(&[("app.kubernetes.io/name", "external-dns")])));
+
+        let d = Target::deployment("ns", "web");
+        assert_eq!(d.resource(), "Deployment ns/web");
+        assert_eq!(pod_namespace(&d), Some("ns"));
+        assert_eq!(pod_namespace(&Target::helm_release("ns", "x")), None);
+    }
+
+    #[test]
+    fn errors_map_to_the_documented_exit_codes() {
+        let diagnosis = Diagnosis {
+            resource: String::new(),
+            reason: String::new(),
+            message: String::new(),
+            pods: vec![],
+            terminations: vec![],
+            events: vec![],
+            probe_failures: vec![],
+            logs: None,
+            causes: vec![],
+            gaps: vec![],
+        };
+        let cases = [
+            (
+                HealthError::WorkloadFailed {
+                    diagnosis: Box::new(diagnosis),
+                },
+                4,
+            ),
+            (
+                HealthError::TimedOut {
+                    waited: Duration::ZERO,
+                    pending: vec![],
+                    diagnoses: vec![],
+                },
+                5,
+            ),
+            (
+                HealthError::ApiserverUnreachable {
+                    unreachable_for: Duration::ZERO,
+                    budget: Duration::ZERO,
+                    last_error: String::new(),
+                },
+                6,
+            ),
+            (
+                HealthError::Forbidden {
+                    what: String::new(),
+                    message: String::new(),
+                },
+                8,
+            ),
+            (
+                HealthError::Api {
+                    what: String::new(),
+                    message: String::new(),
+                },
+                1,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit().code(), code, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn timed_out_lists_what_is_pending() {
+        let e = HealthError::TimedOut {
+            waited: Duration::from_secs(300),
+            pending: vec![Pending {
+                resource: "HelmRelease flux-system/external-dns".into(),
+                reason: "no status yet: is Flux helm-controller running?".into(),
+            }],
+            diagnoses: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            "timed out after 300s waiting for HelmRelease flux-system/external-dns (no status \
+             yet: is Flux helm-controller running?)"
+        );
+    }
+
+    #[test]
+    fn reconnect_backoff_grows_and_ignores_resets() {
+        let mut b = ReconnectBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first: Vec<Duration> = (0..6).map(|_| b.next().unwrap()).collect();
+        Backoff::reset(&mut b);
+        let later = b.next().unwrap();
+        assert!(first[0] <= Duration::from_millis(100), "{first:?}");
+        assert!(
+            first.iter().all(|d| *d >= Duration::from_millis(50)),
+            "{first:?}"
+        );
+        // Still backed off after the reset: past the cap's lower half.
+        assert!(later >= Duration::from_millis(500), "{later:?}");
+        assert!(later <= Duration::from_secs(1), "{later:?}");
+    }
+
+    #[test]
+    fn health_events_serialize_for_ndjson() {
+        let e = HealthEvent {
+            resource: "apiserver".into(),
+            state: EventState::ApiserverUnreachable,
+            message: "connection refused".into(),
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"resource":"apiserver","state":"apiserver-unreachable","message":"connection refused","elapsed_s":1.5}"#
+        );
+    }
+}
