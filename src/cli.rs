@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::connect::{self, ClusterConfig, ConnectError};
 use crate::exit::Exit;
+use crate::health;
 use crate::render;
 use crate::retry::RetryPolicy;
 use crate::spec::{self, SpecError};
@@ -35,6 +36,11 @@ enum Command {
     Apply(ApplyArgs),
     /// Show what `apply` would change (server-side dry run), changing nothing.
     Diff(DiffArgs),
+    /// Wait until the kit's workloads are healthy: the HelmRelease Ready for its current
+    /// generation and external-dns's pods not failing.
+    Wait(WaitArgs),
+    /// Render, apply and wait: the one-shot command automation runs. Safe to rerun.
+    Up(WaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +86,18 @@ struct ApplyArgs {
     /// Server-side dry run: the apiserver validates everything, nothing is written or pruned.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct WaitArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// How long the workloads may take to turn healthy. Time the apiserver is unreachable
+    /// does not count (that has its own budget, --unreachable-timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +167,28 @@ impl From<ApplyArgs> for ApplyConfig {
     }
 }
 
+/// What `wait` and `up` need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitConfig {
+    pub apply: ApplyConfig,
+    pub timeout: std::time::Duration,
+}
+
+impl From<WaitArgs> for WaitConfig {
+    fn from(args: WaitArgs) -> Self {
+        WaitConfig {
+            apply: ApplyConfig {
+                spec: args.spec.spec,
+                defaults: args.spec.defaults,
+                unreachable_timeout: args.cluster.unreachable_timeout,
+                cluster: args.cluster.into(),
+                dry_run: false,
+            },
+            timeout: args.timeout,
+        }
+    }
+}
+
 impl From<DiffArgs> for ApplyConfig {
     fn from(args: DiffArgs) -> Self {
         ApplyConfig {
@@ -180,6 +220,8 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render(&args.into()),
         Command::Apply(args) => run_async(apply_kit(args.into(), false)),
         Command::Diff(args) => run_async(apply_kit(args.into(), true)),
+        Command::Wait(args) => run_async(wait_kit(args.into(), false)),
+        Command::Up(args) => run_async(wait_kit(args.into(), true)),
     };
     match result {
         Ok(()) => Exit::Success.into(),
@@ -199,23 +241,34 @@ fn run_async(command: impl std::future::Future<Output = anyhow::Result<()>>) -> 
         .block_on(command)
 }
 
-/// Validates and renders everything before the first request, then applies the kit (or,
-/// for `diff` and `--dry-run`, asks the apiserver what applying would do).
-pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+/// A validated spec, its rendered kit and the kit's parsed objects, ready before the
+/// first request to the cluster.
+struct Prepared {
+    sovereign: spec::Sovereign,
+    kit: render::Kit,
+    desired: Vec<apply::Desired>,
+}
+
+fn prepare(config: &ApplyConfig) -> anyhow::Result<Prepared> {
     let loaded = spec::load(&config.spec, config.defaults.as_deref())?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
-    let sovereign = &loaded.sovereign;
-    let kit = render::render(sovereign)?;
+    let kit = render::render(&loaded.sovereign)?;
     let desired = apply::parse(
         kit.manifests
             .iter()
             .map(|m| (m.file_name.as_str(), m.yaml.as_str())),
     )?;
-    let client = connect::client(&config.cluster).await?;
-    let retry = RetryPolicy::default()
+    Ok(Prepared {
+        sovereign: loaded.sovereign,
+        kit,
+        desired,
+    })
+}
+
+fn retry_policy(config: &ApplyConfig) -> RetryPolicy {
+    RetryPolicy::default()
         .with_unreachable_budget(config.unreachable_timeout)
         .with_observer(|event| {
             eprintln!(
@@ -226,7 +279,29 @@ pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Resul
                 event.failing_for.as_secs(),
                 event.error
             );
-        });
+        })
+}
+
+/// Validates and renders everything before the first request, then applies the kit (or,
+/// for `diff` and `--dry-run`, asks the apiserver what applying would do).
+pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let prepared = prepare(&config)?;
+    let client = connect::client(&config.cluster).await?;
+    let retry = retry_policy(&config);
+    apply_prepared(&client, &prepared, &config, &retry, show_changes).await?;
+    report_requests("", started, &retry);
+    Ok(())
+}
+
+async fn apply_prepared(
+    client: &kube::Client,
+    prepared: &Prepared,
+    config: &ApplyConfig,
+    retry: &RetryPolicy,
+    show_changes: bool,
+) -> anyhow::Result<()> {
+    let sovereign = &prepared.sovereign;
     let options = ApplyOptions::new(
         sovereign.metadata.name.clone(),
         sovereign.spec.external_dns.namespace.clone(),
@@ -241,17 +316,70 @@ pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Resul
             );
         }
     });
-    let report = apply::apply(&client, &desired, &options).await?;
+    let report = apply::apply(client, &prepared.desired, &options).await?;
     print_report(&report, show_changes);
+    eprintln!("{}", summary(&report));
+    Ok(())
+}
+
+fn report_requests(what: &str, started: std::time::Instant, retry: &RetryPolicy) {
     let stats = retry.stats().snapshot();
     eprintln!(
-        "{} in {:.1}s: {} apiserver requests, {} retries",
-        summary(&report),
+        "{what}done in {:.1}s: {} apiserver requests, {} retries",
         started.elapsed().as_secs_f64(),
         stats.requests,
         stats.retries
     );
+}
+
+/// `wait`, and with `apply_first` `up`: waits until the kit's HelmRelease is Ready for its
+/// current generation and the external-dns pods are not failing.
+pub async fn wait_kit(config: WaitConfig, apply_first: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let prepared = prepare(&config.apply)?;
+    let client = connect::client(&config.apply.cluster).await?;
+    let retry = retry_policy(&config.apply);
+    if apply_first {
+        apply_prepared(&client, &prepared, &config.apply, &retry, false).await?;
+    }
+    let targets = health_targets(&prepared);
+    let options = health::WaitOptions::default()
+        .with_timeout(config.timeout)
+        .with_retry_policy(&retry)
+        .on_event(|event| {
+            eprintln!(
+                "[{:>6.1}s] {}: {:?}: {}",
+                event.elapsed.as_secs_f64(),
+                event.resource,
+                event.state,
+                event.message
+            );
+        });
+    let report = health::wait_until_healthy(&client, &targets, &options).await?;
+    for (resource, at) in &report.ready {
+        println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+    }
+    report_requests("healthy; ", started, &retry);
     Ok(())
+}
+
+/// The kit's HelmRelease, and the pods its chart creates.
+fn health_targets(prepared: &Prepared) -> Vec<health::Target> {
+    let external_dns = &prepared.sovereign.spec.external_dns;
+    prepared
+        .kit
+        .manifests
+        .iter()
+        .filter(|m| m.kind == "HelmRelease")
+        .map(|m| {
+            let namespace = m.namespace.as_deref().unwrap_or(&external_dns.namespace);
+            health::Target::helm_release(namespace, &m.name).with_release_pods(
+                &external_dns.namespace,
+                &external_dns.release_name,
+                crate::external_dns::UPSTREAM_CHART,
+            )
+        })
+        .collect()
 }
 
 fn print_report(report: &ApplyReport, show_changes: bool) {
@@ -345,6 +473,8 @@ fn exit_code(error: &anyhow::Error) -> Exit {
     } else if let Some(e) = error.downcast_ref::<ConnectError>() {
         e.exit()
     } else if let Some(e) = error.downcast_ref::<ApplyError>() {
+        e.exit()
+    } else if let Some(e) = error.downcast_ref::<health::HealthError>() {
         e.exit()
     } else {
         // A RenderError on a valid spec is a bug; failing to write output is the
