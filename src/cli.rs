@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +14,7 @@ use crate::connect::{self, ClusterConfig, ConnectError};
 use crate::exit::Exit;
 use crate::health;
 use crate::render;
+use crate::report::{self, Phase, Reporter};
 use crate::retry::RetryPolicy;
 use crate::spec::{self, SpecError};
 
@@ -54,8 +56,9 @@ struct SpecArgs {
     defaults: Option<PathBuf>,
 }
 
+/// How to reach the cluster, how long to ride out its outages, and how to report.
 #[derive(Debug, Args)]
-struct ClusterArgs {
+struct RunArgs {
     /// The kubeconfig to use. Without it: $KUBECONFIG, ~/.kube/config, or the in-cluster
     /// service account.
     #[arg(long, value_name = "FILE")]
@@ -67,6 +70,9 @@ struct ClusterArgs {
     /// first consecutive failure, before the command gives up (exit 6).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     unreachable_timeout: std::time::Duration,
+    /// How to report progress and results.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
 }
 
 fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
@@ -77,12 +83,29 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
         })
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Progress for people on stderr (a live display on a terminal), results on stdout.
+    Text,
+    /// NDJSON events on stdout, one per line, for the automation that runs the tool.
+    Json,
+}
+
+impl From<OutputFormat> for report::Format {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Text => report::Format::Text,
+            OutputFormat::Json => report::Format::Json,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ApplyArgs {
     #[command(flatten)]
     spec: SpecArgs,
     #[command(flatten)]
-    cluster: ClusterArgs,
+    run: RunArgs,
     /// Server-side dry run: the apiserver validates everything, nothing is written or pruned.
     #[arg(long)]
     dry_run: bool,
@@ -93,7 +116,7 @@ struct WaitArgs {
     #[command(flatten)]
     spec: SpecArgs,
     #[command(flatten)]
-    cluster: ClusterArgs,
+    run: RunArgs,
     /// How long the workloads may take to turn healthy. Time the apiserver is unreachable
     /// does not count (that has its own budget, --unreachable-timeout).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -105,7 +128,7 @@ struct DiffArgs {
     #[command(flatten)]
     spec: SpecArgs,
     #[command(flatten)]
-    cluster: ClusterArgs,
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -146,8 +169,8 @@ pub struct ApplyConfig {
     pub dry_run: bool,
 }
 
-impl From<ClusterArgs> for ClusterConfig {
-    fn from(args: ClusterArgs) -> Self {
+impl From<RunArgs> for ClusterConfig {
+    fn from(args: RunArgs) -> Self {
         ClusterConfig {
             kubeconfig: args.kubeconfig,
             context: args.context,
@@ -160,8 +183,8 @@ impl From<ApplyArgs> for ApplyConfig {
         ApplyConfig {
             spec: args.spec.spec,
             defaults: args.spec.defaults,
-            unreachable_timeout: args.cluster.unreachable_timeout,
-            cluster: args.cluster.into(),
+            unreachable_timeout: args.run.unreachable_timeout,
+            cluster: args.run.into(),
             dry_run: args.dry_run,
         }
     }
@@ -180,8 +203,8 @@ impl From<WaitArgs> for WaitConfig {
             apply: ApplyConfig {
                 spec: args.spec.spec,
                 defaults: args.spec.defaults,
-                unreachable_timeout: args.cluster.unreachable_timeout,
-                cluster: args.cluster.into(),
+                unreachable_timeout: args.run.unreachable_timeout,
+                cluster: args.run.into(),
                 dry_run: false,
             },
             timeout: args.timeout,
@@ -194,8 +217,8 @@ impl From<DiffArgs> for ApplyConfig {
         ApplyConfig {
             spec: args.spec.spec,
             defaults: args.spec.defaults,
-            unreachable_timeout: args.cluster.unreachable_timeout,
-            cluster: args.cluster.into(),
+            unreachable_timeout: args.run.unreachable_timeout,
+            cluster: args.run.into(),
             dry_run: true,
         }
     }
@@ -218,10 +241,22 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Render(args) => render(&args.into()),
-        Command::Apply(args) => run_async(apply_kit(args.into(), false)),
-        Command::Diff(args) => run_async(apply_kit(args.into(), true)),
-        Command::Wait(args) => run_async(wait_kit(args.into(), false)),
-        Command::Up(args) => run_async(wait_kit(args.into(), true)),
+        Command::Apply(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| apply_kit(args.into(), false, r))
+        }
+        Command::Diff(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| apply_kit(args.into(), true, r))
+        }
+        Command::Wait(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| wait_kit(args.into(), false, r))
+        }
+        Command::Up(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| wait_kit(args.into(), true, r))
+        }
     };
     match result {
         Ok(()) => Exit::Success.into(),
@@ -232,13 +267,31 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_async(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs an async command with its reporter, ending the event stream with the outcome.
+fn run_async<F>(
+    format: report::Format,
+    command: impl FnOnce(Arc<Reporter>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let reporter = Arc::new(Reporter::new(format));
+    let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(command)
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(command(reporter.clone())));
+    match &result {
+        Ok(summary) => {
+            reporter.result(Exit::Success.code(), summary);
+            if format == report::Format::Text {
+                eprintln!("{summary}");
+            }
+        }
+        Err(error) => reporter.result(exit_code(error).code(), &format!("{error:#}")),
+    }
+    result.map(drop)
 }
 
 /// A validated spec, its rendered kit and the kit's parsed objects, ready before the
@@ -267,31 +320,40 @@ fn prepare(config: &ApplyConfig) -> anyhow::Result<Prepared> {
     })
 }
 
-fn retry_policy(config: &ApplyConfig) -> RetryPolicy {
+fn retry_policy(config: &ApplyConfig, reporter: &Arc<Reporter>) -> RetryPolicy {
+    let reporter = reporter.clone();
     RetryPolicy::default()
         .with_unreachable_budget(config.unreachable_timeout)
-        .with_observer(|event| {
-            eprintln!(
-                "retrying {} in {:.1}s (attempt {} failed; failing for {}s): {}",
-                event.what,
+        .with_observer(move |event| {
+            let message = format!(
+                "retrying in {:.1}s, failing for {}s: {}",
                 event.delay.as_secs_f64(),
-                event.attempt,
                 event.failing_for.as_secs(),
                 event.error
+            );
+            reporter.event(
+                Phase::Retry,
+                Some(event.what),
+                "retrying",
+                &message,
+                Some(event.attempt),
             );
         })
 }
 
 /// Validates and renders everything before the first request, then applies the kit (or,
 /// for `diff` and `--dry-run`, asks the apiserver what applying would do).
-pub async fn apply_kit(config: ApplyConfig, show_changes: bool) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+pub async fn apply_kit(
+    config: ApplyConfig,
+    show_changes: bool,
+    reporter: Arc<Reporter>,
+) -> anyhow::Result<String> {
     let prepared = prepare(&config)?;
     let client = connect::client(&config.cluster).await?;
-    let retry = retry_policy(&config);
-    apply_prepared(&client, &prepared, &config, &retry, show_changes).await?;
-    report_requests("", started, &retry);
-    Ok(())
+    let retry = retry_policy(&config, &reporter);
+    let summary =
+        apply_prepared(&client, &prepared, &config, &retry, show_changes, &reporter).await?;
+    Ok(format!("{summary}; {}", requests(&retry, &reporter)))
 }
 
 async fn apply_prepared(
@@ -300,67 +362,99 @@ async fn apply_prepared(
     config: &ApplyConfig,
     retry: &RetryPolicy,
     show_changes: bool,
-) -> anyhow::Result<()> {
+    reporter: &Arc<Reporter>,
+) -> anyhow::Result<String> {
     let sovereign = &prepared.sovereign;
+    let sink = reporter.clone();
+    let dry_run = config.dry_run;
     let options = ApplyOptions::new(
         sovereign.metadata.name.clone(),
         sovereign.spec.external_dns.namespace.clone(),
     )
     .with_dry_run(config.dry_run)
     .with_retry(retry.clone())
-    .with_events(|event| {
-        if let ApplyEvent::WaitingForCrd(missing) = event {
-            eprintln!(
-                "waiting for CRD {} (kind {}), installed by {}",
-                missing.crd, missing.kind, missing.installer
-            );
+    .with_events(move |event| match event {
+        ApplyEvent::WaitingForCrd(missing) => sink.event(
+            Phase::Apply,
+            Some(&missing.crd),
+            "waiting-for-crd",
+            &format!(
+                "kind {} is not served yet; its CRD comes from {}",
+                missing.kind, missing.installer
+            ),
+            None,
+        ),
+        ApplyEvent::Object(object) => {
+            if sink.format() == report::Format::Json {
+                sink.event(
+                    Phase::Apply,
+                    Some(&object.describe()),
+                    outcome_state(dry_run, object.outcome),
+                    &object.changed.join(" "),
+                    None,
+                );
+            }
         }
     });
     let report = apply::apply(client, &prepared.desired, &options).await?;
-    print_report(&report, show_changes);
-    eprintln!("{}", summary(&report));
-    Ok(())
+    if reporter.format() == report::Format::Text {
+        print_report(&report, show_changes);
+    }
+    Ok(summary(&report))
 }
 
-fn report_requests(what: &str, started: std::time::Instant, retry: &RetryPolicy) {
+fn requests(retry: &RetryPolicy, reporter: &Reporter) -> String {
     let stats = retry.stats().snapshot();
-    eprintln!(
-        "{what}done in {:.1}s: {} apiserver requests, {} retries",
-        started.elapsed().as_secs_f64(),
+    format!(
+        "done in {:.1}s: {} apiserver requests, {} retries",
+        reporter.elapsed().as_secs_f64(),
         stats.requests,
         stats.retries
-    );
+    )
 }
 
 /// `wait`, and with `apply_first` `up`: waits until the kit's HelmRelease is Ready for its
 /// current generation and the external-dns pods are not failing.
-pub async fn wait_kit(config: WaitConfig, apply_first: bool) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+pub async fn wait_kit(
+    config: WaitConfig,
+    apply_first: bool,
+    reporter: Arc<Reporter>,
+) -> anyhow::Result<String> {
     let prepared = prepare(&config.apply)?;
     let client = connect::client(&config.apply.cluster).await?;
-    let retry = retry_policy(&config.apply);
+    let retry = retry_policy(&config.apply, &reporter);
     if apply_first {
-        apply_prepared(&client, &prepared, &config.apply, &retry, false).await?;
+        let summary =
+            apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
+        if reporter.format() == report::Format::Text {
+            eprintln!("{summary}");
+        }
     }
     let targets = health_targets(&prepared);
+    let sink = reporter.clone();
     let options = health::WaitOptions::default()
         .with_timeout(config.timeout)
         .with_retry_policy(&retry)
-        .on_event(|event| {
-            eprintln!(
-                "[{:>6.1}s] {}: {:?}: {}",
-                event.elapsed.as_secs_f64(),
-                event.resource,
-                event.state,
-                event.message
+        .on_event(move |event| {
+            let state = serde_json::to_value(event.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sink.event(
+                Phase::Wait,
+                Some(&event.resource),
+                &state,
+                &event.message,
+                None,
             );
         });
     let report = health::wait_until_healthy(&client, &targets, &options).await?;
-    for (resource, at) in &report.ready {
-        println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+    if reporter.format() == report::Format::Text {
+        for (resource, at) in &report.ready {
+            println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+        }
     }
-    report_requests("healthy; ", started, &retry);
-    Ok(())
+    Ok(format!("healthy; {}", requests(&retry, &reporter)))
 }
 
 /// The kit's HelmRelease, and the pods its chart creates.
@@ -385,22 +479,40 @@ fn health_targets(prepared: &Prepared) -> Vec<health::Target> {
 fn print_report(report: &ApplyReport, show_changes: bool) {
     let mut stdout = std::io::stdout().lock();
     for object in &report.objects {
-        let outcome = match (report.dry_run, object.outcome) {
-            (true, Outcome::Created) => "would create",
-            (true, Outcome::Configured) => "would change",
-            (_, Outcome::Created) => "created",
-            (_, Outcome::Configured) => "configured",
-            (_, Outcome::Unchanged) => "unchanged",
-            (_, Outcome::Pruned) => "pruned",
-            (_, Outcome::WouldPrune) => "would prune",
-            (_, Outcome::Orphaned) => "orphaned (not in the kit; kept)",
-        };
+        let outcome = outcome_word(report.dry_run, object.outcome);
         let _ = writeln!(stdout, "{outcome:<13} {}", object.describe());
         if show_changes {
             for path in &object.changed {
                 let _ = writeln!(stdout, "{:<13}   {path}", "");
             }
         }
+    }
+}
+
+fn outcome_word(dry_run: bool, outcome: Outcome) -> &'static str {
+    match (dry_run, outcome) {
+        (true, Outcome::Created) => "would create",
+        (true, Outcome::Configured) => "would change",
+        (_, Outcome::Created) => "created",
+        (_, Outcome::Configured) => "configured",
+        (_, Outcome::Unchanged) => "unchanged",
+        (_, Outcome::Pruned) => "pruned",
+        (_, Outcome::WouldPrune) => "would prune",
+        (_, Outcome::Orphaned) => "orphaned (not in the kit; kept)",
+    }
+}
+
+/// The event `state` of an applied object (README: events).
+fn outcome_state(dry_run: bool, outcome: Outcome) -> &'static str {
+    match (dry_run, outcome) {
+        (true, Outcome::Created) => "would-create",
+        (true, Outcome::Configured) => "would-change",
+        (_, Outcome::Created) => "created",
+        (_, Outcome::Configured) => "configured",
+        (_, Outcome::Unchanged) => "unchanged",
+        (_, Outcome::Pruned) => "pruned",
+        (_, Outcome::WouldPrune) => "would-prune",
+        (_, Outcome::Orphaned) => "orphaned",
     }
 }
 

@@ -8,5 +8,6 @@ pub mod exit;
 pub mod external_dns;
 pub mod health;
 pub mod render;
+pub mod report;
 pub mod retry;
 pub mod spec;

@@ -192,3 +192,160 @@ async fn wait_times_out_with_exit_5_naming_what_is_pending() {
         .delete(&name, &DeleteParams::default())
         .await;
 }
+
+/// Every stdout line of a `--output json` run, checked against the documented schema.
+fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    for event in &events {
+        let object = event.as_object().expect("each event is an object");
+        for key in object.keys() {
+            assert!(
+                [
+                    "ts",
+                    "phase",
+                    "resource",
+                    "state",
+                    "message",
+                    "attempt",
+                    "exit_code",
+                    "elapsed_s"
+                ]
+                .contains(&key.as_str()),
+                "undocumented field {key} in {event}"
+            );
+        }
+        assert!(
+            event["ts"]
+                .as_str()
+                .is_some_and(|ts| ts.parse::<jiff::Timestamp>().is_ok()),
+            "{event}"
+        );
+        assert!(
+            ["apply", "retry", "wait", "result"].contains(&event["phase"].as_str().unwrap()),
+            "{event}"
+        );
+        assert!(
+            event["state"].is_string() && event["message"].is_string(),
+            "{event}"
+        );
+        assert!(
+            event["elapsed_s"].as_f64().is_some_and(|s| s >= 0.0),
+            "{event}"
+        );
+        if let Some(attempt) = event.get("attempt") {
+            assert!(attempt.as_u64().is_some_and(|a| a >= 1), "{event}");
+        }
+    }
+    let last = events.last().expect("at least the result event");
+    assert_eq!(last["phase"], "result", "the stream ends with the result");
+    assert!(last["exit_code"].is_u64());
+    events
+}
+
+#[tokio::test]
+async fn json_output_is_a_stream_of_documented_events_ending_in_the_result() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("json");
+    let spec = spec_for(&world, dir.path(), &name);
+    let up = binary(&["up", "--timeout", "60s", "--output", "json"], &spec).output();
+    let helper = async {
+        let releases = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "helm.toolkit.fluxcd.io",
+            "v2",
+            "HelmRelease",
+        ));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &name, &releases);
+        for _ in 0..200 {
+            if api.get_opt("external-dns").await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        chart_deployment(&client, &name).await;
+        set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
+    };
+    let (out, ()) = tokio::join!(up, helper);
+    let out = out.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = events(&out.stdout);
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e["phase"] == "apply" && e["state"] == "created")
+        .collect();
+    assert_eq!(created.len(), 5, "{events:?}");
+    let release = format!("HelmRelease {name}/external-dns");
+    assert!(
+        events.iter().any(|e| e["phase"] == "wait"
+            && e["resource"] == release.as_str()
+            && e["state"] == "ready"),
+        "{events:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["state"].as_str(), last["exit_code"].as_u64()),
+        (Some("succeeded"), Some(0))
+    );
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("apiserver requests")
+    );
+    let _ = Api::<Namespace>::all(client)
+        .delete(&name, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn json_output_counts_retries_against_an_unreachable_apiserver() {
+    let world = World::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = std::fs::read_to_string(&world.kubeconfig).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_owned();
+    let dead = dir.path().join("kubeconfig");
+    std::fs::write(&dead, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
+    let spec = spec_for(&world, dir.path(), &unique("json-dead"));
+    let out = binary(
+        &[
+            "up",
+            "--output",
+            "json",
+            "--unreachable-timeout",
+            "2s",
+            "--kubeconfig",
+            dead.to_str().unwrap(),
+        ],
+        &spec,
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let events = events(&out.stdout);
+    let retries: Vec<u64> = events
+        .iter()
+        .filter(|e| e["phase"] == "retry")
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    assert!(retries.len() >= 2, "{events:?}");
+    assert!(
+        retries.windows(2).all(|w| w[1] > w[0]),
+        "attempts count up: {retries:?}"
+    );
+    assert_eq!(events.last().unwrap()["exit_code"], 6);
+}
