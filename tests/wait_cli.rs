@@ -77,14 +77,24 @@ async fn set_release_status(
 /// The Deployment the upstream chart renders for release `external-dns`, reduced to what
 /// the wait looks at: its pods' labels.
 async fn chart_deployment(client: &kube::Client, ns: &str) {
+    chart_deployment_with(client, ns, json!({})).await
+}
+
+/// The same, with extra pod labels (such as a kwok fault stage's).
+async fn chart_deployment_with(client: &kube::Client, ns: &str, extra_labels: serde_json::Value) {
     use k8s_openapi::api::apps::v1::Deployment;
     let labels = json!({"app.kubernetes.io/name": "external-dns", "app.kubernetes.io/instance": "external-dns"});
+    let mut pod_labels = labels.clone();
+    pod_labels
+        .as_object_mut()
+        .unwrap()
+        .extend(extra_labels.as_object().unwrap().clone());
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "external-dns"},
         "spec": {
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": pod_labels},
                 "spec": {"containers": [{"name": "external-dns", "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
             }
         }
@@ -348,4 +358,35 @@ async fn json_output_counts_retries_against_an_unreachable_apiserver() {
         "attempts count up: {retries:?}"
     );
     assert_eq!(events.last().unwrap()["exit_code"], 6);
+}
+
+#[tokio::test]
+async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("crash");
+    let spec = spec_for(&world, dir.path(), &name);
+    let out = binary(&["apply"], &spec).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let fault = unique("fault");
+    support::crash_loop_stage(&client, &fault).await;
+    chart_deployment_with(&client, &name, json!({support::FAULT_LABEL: fault})).await;
+
+    let started = std::time::Instant::now();
+    let out = binary(&["wait", "--timeout", "5m"], &spec)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "failed early, not at the 5 min timeout"
+    );
+    assert!(stderr.contains("CrashLoopBackOff"), "{stderr}");
+    assert!(stderr.contains("external-dns-"), "names the pod: {stderr}");
+    let _ = Api::<Namespace>::all(client)
+        .delete(&name, &DeleteParams::default())
+        .await;
 }
