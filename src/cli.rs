@@ -14,9 +14,11 @@ use crate::connect::{self, ClusterConfig, ConnectError};
 use crate::exit::Exit;
 use crate::health;
 use crate::render;
+use crate::repair;
 use crate::report::{self, Phase, Reporter};
 use crate::retry::RetryPolicy;
 use crate::spec::{self, SpecError};
+use crate::status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +45,12 @@ enum Command {
     Wait(WaitArgs),
     /// Render, apply and wait: the one-shot command automation runs. Safe to rerun.
     Up(WaitArgs),
+    /// Report the kit's current health once, changing nothing. Exit 0 when ready, 4 when
+    /// something failed, 5 when something is still progressing or missing.
+    Status(StatusArgs),
+    /// Rerun `up`, first asking Flux to reconcile a HelmRelease that is not ready (resetting
+    /// one whose retries are exhausted) and rollout-restarting a crash-looping external-dns.
+    Repair(WaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +129,14 @@ struct WaitArgs {
     /// does not count (that has its own budget, --unreachable-timeout).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +228,18 @@ impl From<WaitArgs> for WaitConfig {
     }
 }
 
+impl From<StatusArgs> for ApplyConfig {
+    fn from(args: StatusArgs) -> Self {
+        ApplyConfig {
+            spec: args.spec.spec,
+            defaults: args.spec.defaults,
+            unreachable_timeout: args.run.unreachable_timeout,
+            cluster: args.run.into(),
+            dry_run: true,
+        }
+    }
+}
+
 impl From<DiffArgs> for ApplyConfig {
     fn from(args: DiffArgs) -> Self {
         ApplyConfig {
@@ -256,6 +284,14 @@ pub fn main() -> ExitCode {
         Command::Up(args) => {
             let format = args.run.output.into();
             run_async(format, |r| wait_kit(args.into(), true, r))
+        }
+        Command::Status(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| status_kit(args.into(), r))
+        }
+        Command::Repair(args) => {
+            let format = args.run.output.into();
+            run_async(format, |r| repair_kit(args.into(), r))
         }
     };
     match result {
@@ -426,15 +462,120 @@ pub async fn wait_kit(
     if apply_first {
         let summary =
             apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
+        say(&reporter, Phase::Apply, &summary);
+    }
+    wait_prepared(&client, &prepared, &config, &retry, &reporter).await
+}
+
+/// `repair`: apply (a rerun), repair what waiting alone would not fix, then wait.
+pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
+    let prepared = prepare(&config.apply)?;
+    let client = connect::client(&config.apply.cluster).await?;
+    let retry = retry_policy(&config.apply, &reporter);
+    let summary =
+        apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
+    say(&reporter, Phase::Apply, &summary);
+    let repaired = repair::repair(&client, &health_targets(&prepared), &retry, || {
+        jiff::Timestamp::now().to_string()
+    })
+    .await?;
+    for action in &repaired.actions {
+        reporter.event(
+            Phase::Repair,
+            Some(&action.resource),
+            action.action.as_str(),
+            &action.reason,
+            None,
+        );
+    }
+    for skipped in &repaired.skipped {
+        reporter.event(
+            Phase::Repair,
+            Some(&skipped.resource),
+            "left-alone",
+            &skipped.reason,
+            None,
+        );
+    }
+    if repaired.nothing_done() && repaired.skipped.is_empty() {
+        say(
+            &reporter,
+            Phase::Repair,
+            "nothing to repair: every resource is ready or on its way",
+        );
+    }
+    wait_prepared(&client, &prepared, &config, &retry, &reporter).await
+}
+
+/// `status`: one look at every workload, changing nothing.
+pub async fn status_kit(config: ApplyConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
+    let prepared = prepare(&config)?;
+    let client = connect::client(&config.cluster).await?;
+    let retry = retry_policy(&config, &reporter);
+    let report = status::status(&client, &health_targets(&prepared), &retry).await?;
+    for resource in &report.resources {
         if reporter.format() == report::Format::Text {
-            eprintln!("{summary}");
+            println!(
+                "{:<13} {}: {}",
+                resource.state.as_str(),
+                resource.resource,
+                resource.message
+            );
+        } else {
+            reporter.event(
+                Phase::Status,
+                Some(&resource.resource),
+                resource.state.as_str(),
+                &resource.message,
+                None,
+            );
         }
     }
-    let targets = health_targets(&prepared);
+    let summary = format!(
+        "{} of {} ready; {}",
+        report
+            .resources
+            .iter()
+            .filter(|r| r.state == status::State::Ready)
+            .count(),
+        report.resources.len(),
+        requests(&retry, &reporter)
+    );
+    match report.exit() {
+        Exit::Success => Ok(summary),
+        exit => Err(Unhealthy { exit, summary }.into()),
+    }
+}
+
+/// `status` found the kit not (yet) healthy: not a failure of the command, but an answer
+/// automation reads from the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("not healthy: {summary}")]
+struct Unhealthy {
+    exit: Exit,
+    summary: String,
+}
+
+/// A line for people in text mode, an event in JSON mode.
+fn say(reporter: &Reporter, phase: Phase, message: &str) {
+    match reporter.format() {
+        report::Format::Text => eprintln!("{message}"),
+        report::Format::Json => reporter.event(phase, None, "info", message, None),
+    }
+}
+
+async fn wait_prepared(
+    client: &kube::Client,
+    prepared: &Prepared,
+    config: &WaitConfig,
+    retry: &RetryPolicy,
+    reporter: &Arc<Reporter>,
+) -> anyhow::Result<String> {
+    let targets = health_targets(prepared);
     let sink = reporter.clone();
     let options = health::WaitOptions::default()
         .with_timeout(config.timeout)
-        .with_retry_policy(&retry)
+        .with_retry_policy(retry)
         .on_event(move |event| {
             let state = serde_json::to_value(event.state)
                 .ok()
@@ -448,13 +589,13 @@ pub async fn wait_kit(
                 None,
             );
         });
-    let report = health::wait_until_healthy(&client, &targets, &options).await?;
+    let report = health::wait_until_healthy(client, &targets, &options).await?;
     if reporter.format() == report::Format::Text {
         for (resource, at) in &report.ready {
             println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
         }
     }
-    Ok(format!("healthy; {}", requests(&retry, &reporter)))
+    Ok(format!("healthy; {}", requests(retry, reporter)))
 }
 
 /// The kit's HelmRelease, and the pods its chart creates.
@@ -588,6 +729,12 @@ fn exit_code(error: &anyhow::Error) -> Exit {
         e.exit()
     } else if let Some(e) = error.downcast_ref::<health::HealthError>() {
         e.exit()
+    } else if let Some(e) = error.downcast_ref::<status::StatusError>() {
+        e.exit()
+    } else if let Some(e) = error.downcast_ref::<repair::RepairError>() {
+        e.exit()
+    } else if let Some(e) = error.downcast_ref::<Unhealthy>() {
+        e.exit
     } else {
         // A RenderError on a valid spec is a bug; failing to write output is the
         // environment's fault. Neither has a more specific code.

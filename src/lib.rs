@@ -8,6 +8,8 @@ pub mod exit;
 pub mod external_dns;
 pub mod health;
 pub mod render;
+pub mod repair;
 pub mod report;
 pub mod retry;
 pub mod spec;
+pub mod status;

@@ -27,6 +27,8 @@ pub enum Phase {
     Apply,
     Retry,
     Wait,
+    Status,
+    Repair,
     /// The last event of a run: its outcome and exit code.
     Result,
 }
@@ -37,6 +39,8 @@ impl Phase {
             Phase::Apply => "apply",
             Phase::Retry => "retry",
             Phase::Wait => "wait",
+            Phase::Status => "status",
+            Phase::Repair => "repair",
             Phase::Result => "result",
         }
     }

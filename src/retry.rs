@@ -7,8 +7,9 @@
 //! a budget of consecutive failure ([`RetryPolicy::unreachable_budget`], 5 minutes by default).
 //! What time cannot fix (401, 403, 404, 409, 400/422, unknown kinds) fails at once.
 //!
-//! Writes are retried too: the tool only issues server-side apply and deletes with a UID
-//! precondition, both safe to repeat.
+//! Writes are retried too: the tool only issues server-side apply, deletes with a UID
+//! precondition, and repair's merge patches of fixed values with a UID precondition, all
+//! safe to repeat.
 
 use std::cell::Cell;
 use std::error::Error as StdError;

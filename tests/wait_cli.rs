@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use serde_json::json;
 use support::{World, unique};
 
@@ -31,7 +31,7 @@ fn binary(args: &[&str], spec: &Path) -> tokio::process::Command {
     cmd
 }
 
-/// Writes the HelmRelease status as helm-controller would.
+/// Plays helm-controller: Ready (or not) for the current generation, Stalled when asked.
 async fn set_release_status(
     client: &kube::Client,
     ns: &str,
@@ -39,39 +39,11 @@ async fn set_release_status(
     reason: &str,
     stalled: bool,
 ) {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "helm.toolkit.fluxcd.io",
-        "v2",
-        "HelmRelease",
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let generation = api
-        .get("external-dns")
-        .await
-        .unwrap()
-        .metadata
-        .generation
-        .unwrap();
-    let now = "2026-01-01T00:00:00Z";
-    let mut conditions = vec![json!({
-        "type": "Ready", "status": ready, "reason": reason, "message": format!("test: {reason}"),
-        "observedGeneration": generation, "lastTransitionTime": now,
-    })];
+    let mut conditions = vec![("Ready", ready, reason)];
     if stalled {
-        conditions.push(json!({
-            "type": "Stalled", "status": "True", "reason": reason, "message": "test: stalled",
-            "observedGeneration": generation, "lastTransitionTime": now,
-        }));
+        conditions.push(("Stalled", "True", reason));
     }
-    api.patch_status(
-        "external-dns",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"observedGeneration": generation, "conditions": conditions}}),
-        ),
-    )
-    .await
-    .expect("write HelmRelease status");
+    support::flux::write_release_status(client, ns, "external-dns", &conditions).await;
 }
 
 /// The Deployment the upstream chart renders for release `external-dns`, reduced to what
@@ -235,7 +207,8 @@ fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
             "{event}"
         );
         assert!(
-            ["apply", "retry", "wait", "result"].contains(&event["phase"].as_str().unwrap()),
+            ["apply", "retry", "wait", "status", "repair", "result"]
+                .contains(&event["phase"].as_str().unwrap()),
             "{event}"
         );
         assert!(
@@ -386,6 +359,93 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
     );
     assert!(stderr.contains("CrashLoopBackOff"), "{stderr}");
     assert!(stderr.contains("external-dns-"), "names the pod: {stderr}");
+    let _ = Api::<Namespace>::all(client)
+        .delete(&name, &DeleteParams::default())
+        .await;
+}
+
+async fn release_annotations(client: &kube::Client, ns: &str) -> serde_json::Value {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let release = api.get("external-dns").await.unwrap();
+    serde_json::to_value(release.metadata.annotations.unwrap_or_default()).unwrap()
+}
+
+#[tokio::test]
+async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("repair");
+    let spec = spec_for(&world, dir.path(), &name);
+    let status = |spec: std::path::PathBuf| async move {
+        let out = binary(&["status"], &spec).output().await.unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    // Nothing applied yet: missing, which waiting (or applying) fixes: exit 5.
+    let (code, stdout) = status(spec.clone()).await;
+    assert_eq!(code, Some(5), "{stdout}");
+    assert!(stdout.starts_with("missing"), "{stdout}");
+
+    assert_eq!(
+        binary(&["apply"], &spec)
+            .output()
+            .await
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    chart_deployment(&client, &name).await;
+    set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
+    // kwok turns the pod Ready within moments; status never waits, so ask until it says so.
+    let mut ready = (None, String::new());
+    for _ in 0..50 {
+        ready = status(spec.clone()).await;
+        if ready.0 == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready.0, Some(0), "{}", ready.1);
+    assert!(ready.1.starts_with("ready"), "{}", ready.1);
+
+    // Retries exhausted: status says failed (exit 4); repair resets it through Flux's
+    // annotations, then waits; Flux (the test) answers the reset with a Ready release.
+    set_release_status(&client, &name, "False", "RetriesExceeded", true).await;
+    let (code, stdout) = status(spec.clone()).await;
+    assert_eq!(code, Some(4), "{stdout}");
+    assert!(stdout.starts_with("failed"), "{stdout}");
+
+    let repair = binary(&["repair", "--timeout", "60s"], &spec).output();
+    let flux = async {
+        for _ in 0..200 {
+            let annotations = release_annotations(&client, &name).await;
+            if annotations.get("reconcile.fluxcd.io/resetAt").is_some() {
+                set_release_status(&client, &name, "True", "UpgradeSucceeded", false).await;
+                return annotations;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("repair never asked Flux for a reset");
+    };
+    let (out, annotations) = tokio::join!(repair, flux);
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        annotations["reconcile.fluxcd.io/resetAt"], annotations["reconcile.fluxcd.io/requestedAt"],
+        "Flux only honours a reset that equals the reconcile request"
+    );
+    assert!(stderr.contains("reset-failures"), "{stderr}");
     let _ = Api::<Namespace>::all(client)
         .delete(&name, &DeleteParams::default())
         .await;

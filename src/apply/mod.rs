@@ -28,7 +28,7 @@ mod manifest;
 
 pub use applyset::{
     ApplySet, GROUP_KINDS_ANNOTATION, GroupKind, ID_LABEL, MANAGED_BY_LABEL, NAMESPACES_ANNOTATION,
-    PART_OF_LABEL, SOVEREIGN_LABEL, TOOLING_ANNOTATION, applyset_id, tooling,
+    PART_OF_LABEL, SOVEREIGN_LABEL, TOOL, TOOLING_ANNOTATION, applyset_id, tooling,
 };
 pub use crds::{CrdSource, KNOWN_CRDS, MissingCrd};
 pub use manifest::{Desired, parse, rank};

@@ -86,6 +86,10 @@ fn condition<'a>(status: &'a Value, type_: &str) -> Option<Condition<'a>> {
 /// earlier spec says nothing about this one, and an empty status is not success.
 /// Stalled=True is helm-controller's own verdict that it gave up (RetriesExceeded,
 /// MissingRollbackTarget, AccessDenied, InvalidCELExpression).
+/// Flux's reconcile request annotation; Flux echoes the value in
+/// `status.lastHandledReconcileAt` once it has acted on it.
+pub const RECONCILE_REQUEST_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+
 pub fn judge_helm_release(hr: &DynamicObject) -> Health {
     let spec = &hr.data["spec"];
     let status = &hr.data["status"];
@@ -101,6 +105,19 @@ pub fn judge_helm_release(hr: &DynamicObject) -> Health {
         .is_some_and(|c| !c.is_empty());
     if !has_conditions {
         return Health::progressing(HELM_RELEASE_NO_STATUS);
+    }
+    // A reconcile request (`repair`, `flux reconcile`) makes the status stale until Flux
+    // reports it handled: judging the old status would fail a release Flux is retrying.
+    if let Some(requested) = hr
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION))
+        && status["lastHandledReconcileAt"].as_str() != Some(requested.as_str())
+    {
+        return Health::progressing(format!(
+            "Flux has not handled the reconcile request of {requested} yet"
+        ));
     }
     // Custom resources always carry a generation; 0 only when a test omits it.
     let generation = hr.metadata.generation.unwrap_or(0);
@@ -995,5 +1012,26 @@ mod tests {
             combine(Health::Ready, &pods(Health::Ready, Some("ignored"))),
             Health::Ready
         );
+    }
+    #[test]
+    fn a_reconcile_request_not_yet_handled_makes_the_status_stale() {
+        let mut hr: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": "x", "namespace": "n", "generation": 1,
+                         "annotations": {RECONCILE_REQUEST_ANNOTATION: "t1"}},
+            "spec": {},
+            "status": {"observedGeneration": 1, "conditions": [
+                {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": "m",
+                 "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Ready", "status": "False", "reason": "RetriesExceeded", "message": "m",
+                 "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        assert!(matches!(
+            judge_helm_release(&hr),
+            Health::Progressing { .. }
+        ));
+        hr.data["status"]["lastHandledReconcileAt"] = "t1".into();
+        assert!(matches!(judge_helm_release(&hr), Health::Failed { .. }));
     }
 }

@@ -369,7 +369,7 @@ where
         .boxed()
 }
 
-fn helm_release_resource() -> ApiResource {
+pub(crate) fn helm_release_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
         "helm.toolkit.fluxcd.io",
         "v2",
@@ -780,7 +780,7 @@ where
     store.find(|o| o.meta().name.as_deref() == Some(name))
 }
 
-fn pod_namespace(t: &Target) -> Option<&str> {
+pub(crate) fn pod_namespace(t: &Target) -> Option<&str> {
     match (&t.pods, t.kind) {
         (PodSelection::OfDeployment, TargetKind::Deployment) => Some(&t.namespace),
         (PodSelection::Labels { namespace, .. }, _) => Some(namespace),
@@ -788,7 +788,7 @@ fn pod_namespace(t: &Target) -> Option<&str> {
     }
 }
 
-fn selection(pods: &PodSelection) -> Option<Selector> {
+pub(crate) fn selection(pods: &PodSelection) -> Option<Selector> {
     match pods {
         PodSelection::Labels { labels, .. } => Selector::try_from(LabelSelector {
             match_labels: Some(labels.clone()),

@@ -3,6 +3,7 @@
 //! there: a test that needs real components never passes or skips without them.
 #![allow(dead_code)]
 
+pub mod flux;
 pub mod kits;
 
 use std::net::SocketAddr;

@@ -1,0 +1,292 @@
+//! `status`: one look at the kit's workloads, judged exactly as `wait` judges them, that
+//! changes nothing and waits for nothing. Only GETs and LISTs, each through
+//! [`crate::retry::with_retry`].
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, ListParams};
+use kube::core::Selector;
+use kube::{Api, Client};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::exit::Exit;
+use crate::health::judge::{Health, combine, judge_deployment, judge_helm_release, judge_pods};
+use crate::health::watch::{helm_release_resource, pod_namespace, selection};
+use crate::health::{PodSelection, Target, TargetKind};
+use crate::retry::{RetryError, RetryPolicy, with_retry};
+
+/// A snapshot cannot tell how long a pod symptom has lasted, so it gives none the grace
+/// period `wait` gives: an image pull back-off or a crash loop seen now is a failure now.
+const SNAPSHOT_GRACE: Duration = Duration::ZERO;
+
+/// Where one resource stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Ready,
+    Progressing,
+    Failed,
+    /// The object does not exist (the kit is not applied, or Flux has not created it).
+    Missing,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Progressing => "progressing",
+            State::Failed => "failed",
+            State::Missing => "missing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceStatus {
+    /// "Kind namespace/name", as `wait` names it.
+    pub resource: String,
+    pub state: State,
+    pub message: String,
+}
+
+impl ResourceStatus {
+    fn judged(resource: String, health: Health) -> ResourceStatus {
+        let (state, message) = match health {
+            Health::Ready => (State::Ready, "ready".to_owned()),
+            Health::Progressing { reason } => (State::Progressing, reason),
+            Health::Failed { reason, message } => (State::Failed, format!("{reason}: {message}")),
+        };
+        ResourceStatus {
+            resource,
+            state,
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// One entry per target, in the order given.
+    pub resources: Vec<ResourceStatus>,
+}
+
+impl StatusReport {
+    /// Every resource is ready.
+    pub fn healthy(&self) -> bool {
+        self.resources.iter().all(|r| r.state == State::Ready)
+    }
+
+    /// The exit code of `status`, so automation can branch without parsing output:
+    ///
+    /// - 0 ([`Exit::Success`]): every resource is ready.
+    /// - 4 ([`Exit::WorkloadFailed`]): at least one resource failed, i.e. waiting will not
+    ///   help: look at it, or run `repair`.
+    /// - 5 ([`Exit::TimedOut`]): nothing failed, but something is progressing or missing.
+    ///   `status` is `wait` with a zero timeout, and this is what `wait` reports when its
+    ///   time runs out without a clearer cause: the next step is to wait (or `apply`, for a
+    ///   missing object), not to repair. Folding this into 4 would send automation to
+    ///   `repair` for a release that is merely still installing.
+    pub fn exit(&self) -> Exit {
+        let any = |s: State| self.resources.iter().any(|r| r.state == s);
+        if any(State::Failed) {
+            Exit::WorkloadFailed
+        } else if self.healthy() {
+            Exit::Success
+        } else {
+            Exit::TimedOut
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Api(#[from] RetryError),
+}
+
+impl StatusError {
+    /// Unreachable → 6; forbidden or unauthorized → 8; anything else → 1.
+    pub fn exit(&self) -> Exit {
+        let StatusError::Api(e) = self;
+        api_exit(e)
+    }
+}
+
+/// The exit code of an apiserver failure in a command that sends nothing the apiserver
+/// could reject as invalid input.
+pub(crate) fn api_exit(e: &RetryError) -> Exit {
+    match e {
+        RetryError::Unreachable { .. } => Exit::ApiserverUnreachable,
+        RetryError::Forbidden { .. } | RetryError::Unauthorized { .. } => Exit::PermissionDenied,
+        _ => Exit::Internal,
+    }
+}
+
+/// Judges every target once. A missing object is reported, not an error (so is a kind the
+/// apiserver does not serve: it answers both with 404).
+pub async fn status(
+    client: &Client,
+    targets: &[Target],
+    policy: &RetryPolicy,
+) -> Result<StatusReport, StatusError> {
+    let mut resources = Vec::with_capacity(targets.len());
+    for target in targets {
+        resources.push(look(client, target, policy).await?);
+    }
+    Ok(StatusReport { resources })
+}
+
+async fn look(
+    client: &Client,
+    target: &Target,
+    policy: &RetryPolicy,
+) -> Result<ResourceStatus, RetryError> {
+    let resource = target.resource();
+    let what = format!("get {resource}");
+    let (object, selector) = match target.kind {
+        TargetKind::HelmRelease => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &target.namespace, &helm_release_resource());
+            match with_retry(policy, &what, || api.get_opt(&target.name)).await? {
+                Some(hr) => (judge_helm_release(&hr), selection(&target.pods)),
+                None => return Ok(missing(resource)),
+            }
+        }
+        TargetKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
+            match with_retry(policy, &what, || api.get_opt(&target.name)).await? {
+                Some(d) => {
+                    let selector = match &target.pods {
+                        PodSelection::OfDeployment => d
+                            .spec
+                            .as_ref()
+                            .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
+                        other => selection(other),
+                    };
+                    (judge_deployment(&d), selector)
+                }
+                None => return Ok(missing(resource)),
+            }
+        }
+    };
+    let (Some(selector), Some(namespace)) = (selector, pod_namespace(target)) else {
+        return Ok(ResourceStatus::judged(resource, object));
+    };
+    let pods = list_pods(client, namespace, &selector, policy).await?;
+    let pairs: Vec<(&Pod, Duration)> = pods.iter().map(|p| (p, Duration::ZERO)).collect();
+    // As in `wait`: pods named by label are the workload and must be ready; a
+    // Deployment's own pods can only fail it.
+    let require_ready = matches!(target.pods, PodSelection::Labels { .. });
+    let verdict = judge_pods(&pairs, SNAPSHOT_GRACE, require_ready);
+    Ok(ResourceStatus::judged(resource, combine(object, &verdict)))
+}
+
+fn missing(resource: String) -> ResourceStatus {
+    ResourceStatus {
+        resource,
+        state: State::Missing,
+        message: "not created".to_owned(),
+    }
+}
+
+pub(crate) async fn list_pods(
+    client: &Client,
+    namespace: &str,
+    selector: &Selector,
+    policy: &RetryPolicy,
+) -> Result<Vec<Pod>, RetryError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels_from(selector);
+    let what = format!("list pods in {namespace} ({selector})");
+    Ok(with_retry(policy, &what, || api.list(&params)).await?.items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(states: &[State]) -> StatusReport {
+        StatusReport {
+            resources: states
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ResourceStatus {
+                    resource: format!("HelmRelease ns/r{i}"),
+                    state: *s,
+                    message: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_tell_failed_from_not_yet() {
+        use State::*;
+        let cases = [
+            (vec![Ready, Ready], Exit::Success, true),
+            (vec![], Exit::Success, true),
+            (vec![Ready, Failed], Exit::WorkloadFailed, false),
+            (
+                vec![Missing, Failed, Progressing],
+                Exit::WorkloadFailed,
+                false,
+            ),
+            (vec![Ready, Progressing], Exit::TimedOut, false),
+            (vec![Missing], Exit::TimedOut, false),
+        ];
+        for (states, exit, healthy) in cases {
+            let r = report(&states);
+            assert_eq!((r.exit(), r.healthy()), (exit, healthy), "{states:?}");
+        }
+    }
+
+    #[test]
+    fn verdicts_map_to_states_with_their_reasons() {
+        let r = ResourceStatus::judged(
+            "HelmRelease ns/x".into(),
+            Health::failed("RetriesExceeded", "too many"),
+        );
+        assert_eq!(
+            (r.state, r.message.as_str()),
+            (State::Failed, "RetriesExceeded: too many")
+        );
+        let r = ResourceStatus::judged("x".into(), Health::progressing("no pods yet"));
+        assert_eq!(
+            (r.state, r.message.as_str()),
+            (State::Progressing, "no pods yet")
+        );
+        assert_eq!(
+            serde_json::to_value(missing("x".into())).unwrap(),
+            serde_json::json!({"resource": "x", "state": "missing", "message": "not created"})
+        );
+    }
+
+    #[test]
+    fn api_failures_map_to_their_exit_codes() {
+        let unreachable = RetryError::Unreachable {
+            what: "get".into(),
+            elapsed: Duration::from_secs(1),
+            attempts: 2,
+            last: "refused".into(),
+        };
+        let forbidden = RetryError::Forbidden {
+            what: "get".into(),
+            verb: "get".into(),
+            resource: "helmreleases".into(),
+            message: "no".into(),
+        };
+        let other = RetryError::NotServed {
+            what: "get".into(),
+            message: "no HelmRelease kind".into(),
+        };
+        assert_eq!(
+            StatusError::from(unreachable).exit(),
+            Exit::ApiserverUnreachable
+        );
+        assert_eq!(StatusError::from(forbidden).exit(), Exit::PermissionDenied);
+        assert_eq!(StatusError::from(other).exit(), Exit::Internal);
+    }
+}
