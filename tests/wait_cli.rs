@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::api::DeleteParams;
 use serde_json::json;
 use support::{World, unique};
 
@@ -44,6 +44,21 @@ async fn set_release_status(
         conditions.push(("Stalled", "True", reason));
     }
     support::flux::write_release_status(client, ns, "external-dns", &conditions).await;
+}
+
+/// Once the kit's HelmRelease lands, does what Flux and Helm would: installs external-dns's
+/// Deployment (whose pods kwok runs) and reports the release Ready.
+async fn install_like_flux_and_helm(client: &kube::Client, ns: &str) {
+    let api = support::flux::helm_releases(client, ns);
+    for _ in 0..200 {
+        if api.get_opt("external-dns").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    chart_deployment(client, ns).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set_release_status(client, ns, "True", "InstallSucceeded", false).await;
 }
 
 /// The Deployment the upstream chart renders for release `external-dns`, reduced to what
@@ -87,25 +102,7 @@ async fn up_waits_for_the_helm_release_and_succeeds_once_it_is_ready() {
     let spec = spec_for(&world, dir.path(), &name);
 
     let up = binary(&["up", "--timeout", "60s"], &spec).output();
-    let helper = async {
-        // The kit lands, then Flux (here: the test) reports the release Ready.
-        let releases = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "helm.toolkit.fluxcd.io",
-            "v2",
-            "HelmRelease",
-        ));
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &name, &releases);
-        for _ in 0..200 {
-            if api.get_opt("external-dns").await.unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // What Helm would install: external-dns's Deployment, whose pods kwok runs.
-        chart_deployment(&client, &name).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
-    };
+    let helper = install_like_flux_and_helm(&client, &name);
     let (out, ()) = tokio::join!(up, helper);
     let out = out.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -237,22 +234,7 @@ async fn json_output_is_a_stream_of_documented_events_ending_in_the_result() {
     let name = unique("json");
     let spec = spec_for(&world, dir.path(), &name);
     let up = binary(&["up", "--timeout", "60s", "--output", "json"], &spec).output();
-    let helper = async {
-        let releases = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "helm.toolkit.fluxcd.io",
-            "v2",
-            "HelmRelease",
-        ));
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &name, &releases);
-        for _ in 0..200 {
-            if api.get_opt("external-dns").await.unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        chart_deployment(&client, &name).await;
-        set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
-    };
+    let helper = install_like_flux_and_helm(&client, &name);
     let (out, ()) = tokio::join!(up, helper);
     let out = out.unwrap();
     assert_eq!(
@@ -365,13 +347,10 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
 }
 
 async fn release_annotations(client: &kube::Client, ns: &str) -> serde_json::Value {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "helm.toolkit.fluxcd.io",
-        "v2",
-        "HelmRelease",
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let release = api.get("external-dns").await.unwrap();
+    let release = support::flux::helm_releases(client, ns)
+        .get("external-dns")
+        .await
+        .unwrap();
     serde_json::to_value(release.metadata.annotations.unwrap_or_default()).unwrap()
 }
 
