@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod connect;
+pub mod dns;
 pub mod exit;
 pub mod external_dns;
 pub mod health;

@@ -1,0 +1,670 @@
+//! Proof that DNS is synced: the records external-dns should have written are in PowerDNS,
+//! owned by this external-dns, and served by the authoritative nameserver.
+//!
+//! external-dns's /healthz answers 200 before its caches sync, so a Ready pod proves nothing.
+//! This module derives the expected records from what external-dns reads ([`expected`]),
+//! reads each PowerDNS zone once per round ([`pdns`]), judges every record against the
+//! rrsets and the TXT ownership registry ([`txt`]), asks the nameserver ([`query`]), reads
+//! external-dns's metrics for a likely cause ([`metrics`]), and repeats until everything is
+//! verified or time runs out ([`verify_until_synced`]). The tool never writes to PowerDNS.
+
+pub mod expected;
+pub mod metrics;
+pub mod pdns;
+pub mod query;
+pub mod txt;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kube::Client;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::exit::Exit;
+use crate::retry::{RetryError, RetryPolicy};
+use crate::spec::Sovereign;
+
+pub use expected::{
+    ExpectedRecord, RecordType, Scope, classify_target, expected_records, expected_records_in,
+};
+pub use metrics::Freshness;
+pub use pdns::{ApiKey, PdnsClient, PdnsError, Zone};
+
+/// Where one expected record stands.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    Verified,
+    /// No rrset of that name and type.
+    Missing,
+    /// The rrset exists with other contents.
+    WrongTargets {
+        found: Vec<String>,
+    },
+    /// The rrset exists, but no TXT record of the registry says external-dns owns it.
+    NoOwnership,
+    /// Another external-dns (another txt-owner-id) owns the name; it is left alone.
+    OwnedByOther {
+        owner: String,
+    },
+    /// PowerDNS holds the record but the nameserver answers otherwise (or not at all).
+    DnsMismatch {
+        answered: Vec<String>,
+    },
+    /// Not checked: PowerDNS could not be read this round.
+    Unchecked {
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Short state for events: `verified`, `missing`, `wrong-targets`, ...
+    pub fn state(&self) -> &'static str {
+        match self {
+            Verdict::Verified => "verified",
+            Verdict::Missing => "missing",
+            Verdict::WrongTargets { .. } => "wrong-targets",
+            Verdict::NoOwnership => "no-ownership",
+            Verdict::OwnedByOther { .. } => "owned-by-other",
+            Verdict::DnsMismatch { .. } => "dns-mismatch",
+            Verdict::Unchecked { .. } => "unchecked",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Verified => f.write_str("in PowerDNS, owned, served"),
+            Verdict::Missing => f.write_str("not in PowerDNS"),
+            Verdict::WrongTargets { found } => {
+                write!(f, "in PowerDNS with other targets: {}", found.join(", "))
+            }
+            Verdict::NoOwnership => f.write_str("in PowerDNS without an ownership TXT record"),
+            Verdict::OwnedByOther { owner } => {
+                write!(
+                    f,
+                    "owned by another external-dns (owner {owner}); left alone"
+                )
+            }
+            Verdict::DnsMismatch { answered } if answered.is_empty() => {
+                f.write_str("in PowerDNS, but the nameserver gives no answer")
+            }
+            Verdict::DnsMismatch { answered } => write!(
+                f,
+                "in PowerDNS, but the nameserver answers {}",
+                answered.join(", ")
+            ),
+            Verdict::Unchecked { reason } => write!(f, "not checked: {reason}"),
+        }
+    }
+}
+
+/// Why records did not sync, as far as the evidence goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LikelyCause {
+    PowerDnsUnreachableOrCredentials,
+    NotOwnedByThisExternalDns,
+    OwnedByOther { owner: String },
+    SourceErrors,
+    ExternalDnsNotSynced,
+    NameserverDiffers,
+}
+
+impl std::fmt::Display for LikelyCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LikelyCause::PowerDnsUnreachableOrCredentials => {
+                f.write_str("PowerDNS unreachable or credentials wrong")
+            }
+            LikelyCause::NotOwnedByThisExternalDns => {
+                f.write_str("not written by this external-dns (owner id or txt prefix differ)")
+            }
+            LikelyCause::OwnedByOther { owner } => write!(
+                f,
+                "the names are owned by another external-dns (owner {owner}), which this one will not overwrite"
+            ),
+            LikelyCause::SourceErrors => {
+                f.write_str("external-dns cannot read its sources (source error counter rising)")
+            }
+            LikelyCause::ExternalDnsNotSynced => {
+                f.write_str("external-dns not running or still syncing its caches")
+            }
+            LikelyCause::NameserverDiffers => f.write_str(
+                "PowerDNS holds the records but the nameserver answers otherwise (cache, or another server)",
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DnsError {
+    /// Names the variable or file, never the key.
+    #[error("PowerDNS API key: {source_desc}")]
+    ApiKeyMissing { source_desc: String },
+    #[error("spec.verify.nameserver `{0}` is not an ip:port address")]
+    BadNameserver(String),
+    #[error(transparent)]
+    Apiserver(#[from] RetryError),
+    /// The zone must exist before external-dns can write to it.
+    #[error("{0}")]
+    Zone(PdnsError),
+    #[error(
+        "DNS not synced: {} record(s) not verified ({}); likely cause: {likely_cause}",
+        missing.len(),
+        summary(missing)
+    )]
+    NotSynced {
+        /// "hostname TYPE" and its last verdict.
+        missing: Vec<(String, Verdict)>,
+        likely_cause: LikelyCause,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn summary(missing: &[(String, Verdict)]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = missing
+        .iter()
+        .take(SHOWN)
+        .map(|(h, v)| format!("{h}: {v}"))
+        .collect();
+    if missing.len() > SHOWN {
+        parts.push(format!("and {} more", missing.len() - SHOWN));
+    }
+    parts.join("; ")
+}
+
+impl DnsError {
+    /// NotSynced and a missing zone → 7; a missing key or bad nameserver → 3; apiserver
+    /// errors as [`RetryError::exit`].
+    pub fn exit(&self) -> Exit {
+        match self {
+            DnsError::NotSynced { .. } | DnsError::Zone(_) => Exit::DnsNotSynced,
+            DnsError::ApiKeyMissing { .. } | DnsError::BadNameserver(_) => Exit::BadInput,
+            DnsError::Apiserver(e) => e.exit(),
+            DnsError::Internal(_) => Exit::Internal,
+        }
+    }
+}
+
+/// Judges one expected record against a zone read. Pure.
+///
+/// Ownership reads the new-format TXT (`<prefix><type>-<name>`) first and falls back to the
+/// old one (`<prefix><name>`). A name owned by another owner is reported as such whatever
+/// its rrset holds. Records from spec.verify.hostnames ([`RecordType::Any`]) need only exist.
+pub fn check_record(
+    zone: &Zone,
+    rec: &ExpectedRecord,
+    owner_id: &str,
+    txt_prefix: &str,
+) -> Verdict {
+    if rec.rtype == RecordType::Any {
+        let exists = ["A", "AAAA", "CNAME"]
+            .iter()
+            .any(|t| zone.get(&rec.hostname, t).is_some());
+        return if exists {
+            Verdict::Verified
+        } else {
+            Verdict::Missing
+        };
+    }
+    let rtype = rec.rtype.as_str();
+    let owners = |name: String| -> Vec<txt::Ownership> {
+        zone.get(&name, "TXT")
+            .into_iter()
+            .flatten()
+            .filter_map(|c| txt::parse_ownership(c))
+            .collect()
+    };
+    let mut ownerships = owners(txt::new_txt_name(txt_prefix, &rec.hostname, rtype));
+    if ownerships.is_empty() {
+        ownerships = owners(txt::old_txt_name(txt_prefix, &rec.hostname));
+    }
+    let ours = ownerships.iter().any(|o| o.owner == owner_id);
+    if !ours && let Some(other) = ownerships.first() {
+        return Verdict::OwnedByOther {
+            owner: other.owner.clone(),
+        };
+    }
+    let Some(found) = zone.get(&rec.hostname, rtype) else {
+        return Verdict::Missing;
+    };
+    if !ours {
+        return Verdict::NoOwnership;
+    }
+    if pdns::target_set(rtype, found) != pdns::target_set(rtype, &rec.targets) {
+        let mut found = found.clone();
+        found.sort();
+        return Verdict::WrongTargets { found };
+    }
+    Verdict::Verified
+}
+
+/// Judges records against PowerDNS, reading each zone they fall in exactly once.
+pub async fn check_records(
+    pdns: &PdnsClient,
+    records: &[ExpectedRecord],
+    owner_id: &str,
+    txt_prefix: &str,
+) -> Result<Vec<Verdict>, PdnsError> {
+    let zones: BTreeSet<&str> = records.iter().map(|r| r.zone.as_str()).collect();
+    let mut read = HashMap::new();
+    for zone in zones {
+        read.insert(zone, pdns.zone(zone).await?);
+    }
+    Ok(records
+        .iter()
+        .map(|r| check_record(&read[r.zone.as_str()], r, owner_id, txt_prefix))
+        .collect())
+}
+
+/// Asks the nameserver for a record PowerDNS holds; None when the answer matches.
+pub async fn check_answer(
+    server: SocketAddr,
+    rec: &ExpectedRecord,
+    timeout: Duration,
+) -> Option<Verdict> {
+    use hickory_proto::rr::RecordType as Q;
+    let name = pdns::fqdn(&rec.hostname);
+    let mismatch = |answered| Some(Verdict::DnsMismatch { answered });
+    let ask = |q| query::query(server, &name, q, timeout);
+    let texts = |a: &query::Answer| a.records.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    match rec.rtype {
+        RecordType::Any => {
+            for q in [Q::A, Q::AAAA] {
+                match ask(q).await {
+                    Ok(a) if !a.records.is_empty() => return None,
+                    Ok(_) => {}
+                    Err(e) => return mismatch(vec![e]),
+                }
+            }
+            mismatch(vec![])
+        }
+        rtype => {
+            let q = match rtype {
+                RecordType::A => Q::A,
+                RecordType::Aaaa => Q::AAAA,
+                _ => Q::CNAME,
+            };
+            match ask(q).await {
+                Ok(a) => {
+                    let got: Vec<String> = a
+                        .records
+                        .iter()
+                        .filter(|(t, _)| *t == q)
+                        .map(|(_, t)| t.clone())
+                        .collect();
+                    let want = pdns::target_set(rtype.as_str(), &rec.targets);
+                    if pdns::target_set(rtype.as_str(), &got) == want {
+                        None
+                    } else {
+                        mismatch(texts(&a))
+                    }
+                }
+                Err(e) => mismatch(vec![e]),
+            }
+        }
+    }
+}
+
+/// One line of progress for a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsEvent {
+    /// "hostname TYPE", e.g. "api.example.com A".
+    pub hostname: String,
+    /// [`Verdict::state`].
+    pub state: String,
+    pub message: String,
+}
+
+pub type DnsEventSink = Arc<dyn Fn(&DnsEvent) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct VerifyOptions {
+    pub timeout: Duration,
+    /// A sync must be later than this to count as fresh (metrics).
+    pub run_started: SystemTime,
+    pub on_event: Option<DnsEventSink>,
+    /// Limits which objects the expected records come from (tests: one namespace).
+    pub scope: Scope,
+    pub policy: RetryPolicy,
+    /// Per DNS query and per metrics scrape.
+    pub query_timeout: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            timeout: Duration::from_secs(5 * 60),
+            run_started: SystemTime::now(),
+            on_event: None,
+            scope: Scope::default(),
+            policy: RetryPolicy::default(),
+            query_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A record and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordStatus {
+    pub record: ExpectedRecord,
+    pub verdict: Verdict,
+}
+
+/// A synced DNS.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsReport {
+    pub records: Vec<RecordStatus>,
+    pub rounds: u32,
+    /// Zone GETs sent to PowerDNS in all rounds.
+    pub zone_reads: u64,
+    /// None when spec.verify.metricsUrl is empty or unreadable.
+    pub metrics: Option<Freshness>,
+}
+
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+/// PowerDNS cannot be watched; a cap of 2 s keeps the wait short once external-dns writes.
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Re-checks until every expected record is verified (and served, when spec.verify.nameserver
+/// is set), or `timeout` passes: then [`DnsError::NotSynced`] with a likely cause.
+///
+/// The expected records are re-derived each round with LISTs rather than watches: rounds
+/// are seconds apart anyway (PowerDNS must be polled), a few LISTs cost little, and one code
+/// path serves both the first and every later round, picking up new Services on the way.
+pub async fn verify_until_synced(
+    client: &Client,
+    sovereign: &Sovereign,
+    opts: VerifyOptions,
+) -> Result<DnsReport, DnsError> {
+    let verify = &sovereign.spec.verify;
+    let edns = &sovereign.spec.external_dns;
+    let pdns = PdnsClient::new(verify, ApiKey::from_verify(verify)?)?;
+    let nameserver = match &verify.nameserver {
+        Some(ns) => Some(
+            ns.parse::<SocketAddr>()
+                .map_err(|_| DnsError::BadNameserver(ns.clone()))?,
+        ),
+        None => None,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(opts.query_timeout)
+        .build()
+        .map_err(|e| DnsError::Internal(format!("HTTP client: {e}")))?;
+    let deadline = Instant::now() + opts.timeout;
+    let mut delay = FIRST_DELAY;
+    let mut rounds = 0;
+    let mut first_metrics = None;
+    let mut freshness = None;
+    let mut last: BTreeMap<String, Verdict> = BTreeMap::new();
+
+    loop {
+        rounds += 1;
+        let records = expected_records_in(client, sovereign, &opts.policy, &opts.scope).await?;
+        let (mut verdicts, pdns_error) =
+            match check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await {
+                Ok(v) => (v, None),
+                Err(e @ PdnsError::ZoneNotFound { .. }) => return Err(DnsError::Zone(e)),
+                Err(e) => {
+                    let reason = e.to_string();
+                    let v = vec![Verdict::Unchecked { reason }; records.len()];
+                    (v, Some(e))
+                }
+            };
+        if let Some(server) = nameserver {
+            for (rec, verdict) in records.iter().zip(verdicts.iter_mut()) {
+                if *verdict == Verdict::Verified
+                    && let Some(m) = check_answer(server, rec, opts.query_timeout).await
+                {
+                    *verdict = m;
+                }
+            }
+        }
+        if !verify.metrics_url.is_empty() {
+            freshness = Some(match metrics::scrape(&http, &verify.metrics_url).await {
+                Ok(m) => {
+                    let first = *first_metrics.get_or_insert(m);
+                    metrics::judge(&first, &m, opts.run_started)
+                }
+                // No metrics endpoint answering: external-dns is not running.
+                Err(_) => Freshness::NotSyncedSinceStart,
+            });
+        }
+
+        let mut now: BTreeMap<String, Verdict> = BTreeMap::new();
+        for (rec, verdict) in records.iter().zip(&verdicts) {
+            let key = format!("{} {}", rec.hostname, rec.rtype);
+            if last.get(&key) != Some(verdict)
+                && let Some(sink) = &opts.on_event
+            {
+                sink(&DnsEvent {
+                    hostname: key.clone(),
+                    state: verdict.state().to_owned(),
+                    message: format!("{verdict} (from {})", rec.source),
+                });
+            }
+            now.insert(key, verdict.clone());
+        }
+        last = now;
+
+        if verdicts.iter().all(|v| *v == Verdict::Verified) {
+            return Ok(DnsReport {
+                records: records
+                    .into_iter()
+                    .zip(verdicts)
+                    .map(|(record, verdict)| RecordStatus { record, verdict })
+                    .collect(),
+                rounds,
+                zone_reads: pdns.zone_reads(),
+                metrics: freshness,
+            });
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            let likely_cause = likely_cause(&verdicts, pdns_error.as_ref(), freshness.as_ref());
+            let missing = records
+                .iter()
+                .zip(verdicts)
+                .filter(|(_, v)| *v != Verdict::Verified)
+                .map(|(r, v)| (format!("{} {}", r.hostname, r.rtype), v))
+                .collect();
+            return Err(DnsError::NotSynced {
+                missing,
+                likely_cause,
+            });
+        }
+        tokio::time::sleep(delay.min(remaining)).await;
+        delay = (delay * 2).min(MAX_DELAY);
+    }
+}
+
+/// The most telling explanation for what is not verified. Pure.
+pub fn likely_cause(
+    verdicts: &[Verdict],
+    pdns_error: Option<&PdnsError>,
+    freshness: Option<&Freshness>,
+) -> LikelyCause {
+    if pdns_error.is_some() || freshness == Some(&Freshness::RegistryErrorsRising) {
+        return LikelyCause::PowerDnsUnreachableOrCredentials;
+    }
+    if let Some(Verdict::OwnedByOther { owner }) = verdicts
+        .iter()
+        .find(|v| matches!(v, Verdict::OwnedByOther { .. }))
+    {
+        return LikelyCause::OwnedByOther {
+            owner: owner.clone(),
+        };
+    }
+    if verdicts.contains(&Verdict::NoOwnership) {
+        return LikelyCause::NotOwnedByThisExternalDns;
+    }
+    if freshness == Some(&Freshness::SourceErrorsRising) {
+        return LikelyCause::SourceErrors;
+    }
+    let only_dns = verdicts
+        .iter()
+        .all(|v| matches!(v, Verdict::Verified | Verdict::DnsMismatch { .. }));
+    if only_dns && freshness != Some(&Freshness::NotSyncedSinceStart) {
+        return LikelyCause::NameserverDiffers;
+    }
+    LikelyCause::ExternalDnsNotSynced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(rrsets: &[(&str, &str, &[&str])]) -> Zone {
+        let mut z = Zone::default();
+        for (name, t, contents) in rrsets {
+            z.rrsets.insert(
+                (pdns::fqdn(name), (*t).to_owned()),
+                contents.iter().map(|c| (*c).to_owned()).collect(),
+            );
+        }
+        z
+    }
+
+    fn rec(host: &str, rtype: RecordType, targets: &[&str]) -> ExpectedRecord {
+        ExpectedRecord {
+            hostname: host.into(),
+            rtype,
+            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+            source: "service/ns/web".into(),
+            zone: "example.com".into(),
+        }
+    }
+
+    const OURS: &str = r#""heritage=external-dns,external-dns/owner=openova,external-dns/resource=service/ns/web""#;
+    const THEIRS: &str = r#""heritage=external-dns,external-dns/owner=someone""#;
+    const P: &str = "_externaldns.";
+
+    #[test]
+    fn both_txt_formats_prove_ownership() {
+        let a = rec("api.example.com", RecordType::A, &["192.0.2.1"]);
+        let new = zone(&[
+            ("api.example.com", "A", &["192.0.2.1"]),
+            ("_externaldns.a-api.example.com", "TXT", &[OURS]),
+        ]);
+        assert_eq!(check_record(&new, &a, "openova", P), Verdict::Verified);
+        let old = zone(&[
+            ("api.example.com", "A", &["192.0.2.1"]),
+            ("_externaldns.api.example.com", "TXT", &[OURS]),
+        ]);
+        assert_eq!(check_record(&old, &a, "openova", P), Verdict::Verified);
+        let none = zone(&[("api.example.com", "A", &["192.0.2.1"])]);
+        assert_eq!(check_record(&none, &a, "openova", P), Verdict::NoOwnership);
+        assert_eq!(
+            check_record(&new, &a, "other-id", P),
+            Verdict::OwnedByOther {
+                owner: "openova".into()
+            }
+        );
+    }
+
+    #[test]
+    fn targets_owners_and_absence_are_told_apart() {
+        let cname = rec("www.example.com", RecordType::Cname, &["LB.example.net"]);
+        let z = zone(&[
+            ("www.example.com", "CNAME", &["lb.example.net."]),
+            ("_externaldns.cname-www.example.com", "TXT", &[OURS]),
+        ]);
+        assert_eq!(check_record(&z, &cname, "openova", P), Verdict::Verified);
+        let a = rec(
+            "api.example.com",
+            RecordType::A,
+            &["192.0.2.1", "192.0.2.2"],
+        );
+        let wrong = zone(&[
+            ("api.example.com", "A", &["192.0.2.9"]),
+            ("_externaldns.a-api.example.com", "TXT", &[OURS]),
+        ]);
+        assert_eq!(
+            check_record(&wrong, &a, "openova", P),
+            Verdict::WrongTargets {
+                found: vec!["192.0.2.9".into()]
+            }
+        );
+        assert_eq!(
+            check_record(&Zone::default(), &a, "openova", P),
+            Verdict::Missing
+        );
+        let theirs = zone(&[
+            ("api.example.com", "A", &["192.0.2.1", "192.0.2.2"]),
+            ("_externaldns.a-api.example.com", "TXT", &[THEIRS]),
+        ]);
+        assert_eq!(
+            check_record(&theirs, &a, "openova", P),
+            Verdict::OwnedByOther {
+                owner: "someone".into()
+            }
+        );
+        let any = rec("app.example.com", RecordType::Any, &[]);
+        assert_eq!(
+            check_record(&Zone::default(), &any, "openova", P),
+            Verdict::Missing
+        );
+        let any_z = zone(&[("app.example.com", "AAAA", &["2001:db8::1"])]);
+        assert_eq!(check_record(&any_z, &any, "openova", P), Verdict::Verified);
+    }
+
+    #[test]
+    fn likely_cause_follows_the_evidence() {
+        let creds = PdnsError::Credentials { status: 401 };
+        assert_eq!(
+            likely_cause(&[Verdict::Missing], Some(&creds), None),
+            LikelyCause::PowerDnsUnreachableOrCredentials
+        );
+        assert_eq!(
+            likely_cause(
+                &[Verdict::Missing],
+                None,
+                Some(&Freshness::RegistryErrorsRising)
+            ),
+            LikelyCause::PowerDnsUnreachableOrCredentials
+        );
+        assert_eq!(
+            likely_cause(&[Verdict::Missing, Verdict::NoOwnership], None, None),
+            LikelyCause::NotOwnedByThisExternalDns
+        );
+        assert_eq!(
+            likely_cause(
+                &[Verdict::Missing],
+                None,
+                Some(&Freshness::NotSyncedSinceStart)
+            ),
+            LikelyCause::ExternalDnsNotSynced
+        );
+        assert_eq!(
+            likely_cause(&[Verdict::Missing], None, None),
+            LikelyCause::ExternalDnsNotSynced
+        );
+        assert_eq!(
+            likely_cause(&[Verdict::DnsMismatch { answered: vec![] }], None, None),
+            LikelyCause::NameserverDiffers
+        );
+        let err = DnsError::NotSynced {
+            missing: vec![("a.example.com A".into(), Verdict::Missing)],
+            likely_cause: LikelyCause::ExternalDnsNotSynced,
+        };
+        assert_eq!(err.exit(), Exit::DnsNotSynced);
+        assert!(
+            err.to_string().contains("a.example.com A: not in PowerDNS"),
+            "{err}"
+        );
+        assert_eq!(
+            DnsError::ApiKeyMissing {
+                source_desc: "x".into()
+            }
+            .exit(),
+            Exit::BadInput
+        );
+    }
+}

@@ -1,0 +1,609 @@
+//! DNS sync verification against the real test world: PowerDNS and the real external-dns
+//! binary. Tests share the world and run in parallel, so each uses its own namespace and
+//! hostnames, and scopes the derivation of expected records to its namespace
+//! (`VerifyOptions::scope`), so other tests' Services do not count.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalyst_bootstrap::dns::{
+    self, DnsError, DnsEvent, ExpectedRecord, LikelyCause, PdnsClient, RecordType, Scope, Verdict,
+    VerifyOptions,
+};
+use catalyst_bootstrap::exit::Exit;
+use catalyst_bootstrap::spec::Sovereign;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::{Api, Client};
+use serde_json::json;
+use support::{World, unique};
+
+async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// The world's Sovereign with `edit` applied to its text and `extra` appended under spec.
+fn sovereign(
+    world: &World,
+    edit: impl Fn(String) -> String,
+    extra: &str,
+) -> (Sovereign, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&world.local_spec).unwrap();
+    let path: PathBuf = dir.path().join("sovereign.yaml");
+    std::fs::write(&path, format!("{}\n{extra}", edit(text).trim_end())).unwrap();
+    let loaded = catalyst_bootstrap::spec::load(&path, None).expect("the test Sovereign loads");
+    (loaded.sovereign, dir)
+}
+
+/// A LoadBalancer Service announcing `hostname`, with `targets` in its status, as a cloud
+/// load balancer would publish them.
+async fn lb_service(client: &Client, ns: &str, name: &str, hostname: &str, ip: &str) {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}
+        },
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    services
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+        )
+        .await
+        .expect("set load balancer status");
+}
+
+async fn run_external_dns_once(world: &World, ns: &str) {
+    let mut cmd = tokio::process::Command::new(&world.external_dns_bin);
+    cmd.arg(format!("--kubeconfig={}", world.kubeconfig.display()))
+        .args([
+            "--source=service",
+            "--provider=pdns",
+            "--registry=txt",
+            "--txt-owner-id=openova",
+            "--txt-prefix=_externaldns.",
+            "--policy=upsert-only",
+            "--annotation-prefix=external-dns.alpha.kubernetes.io/",
+            "--once",
+            "--metrics-address=127.0.0.1:0",
+        ])
+        .arg(format!("--namespace={ns}"))
+        .arg(format!("--domain-filter={}", world.pdns_zone))
+        .arg(format!("--pdns-server={}", world.pdns_api_url))
+        .env("EXTERNAL_DNS_PDNS_API_KEY", &world.pdns_api_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let _writing = PDNS_WRITES.lock().await;
+    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("external-dns --once finishes within 120 s")
+        .expect("external-dns runs");
+    assert!(
+        output.status.success(),
+        "external-dns failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// PowerDNS's sqlite backend answers 500 when two writes meet ("database is locked"); the
+/// tests here serialize their writes (external-dns runs included).
+static PDNS_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+type Events = Arc<Mutex<Vec<DnsEvent>>>;
+
+fn options(ns: &str, timeout: Duration) -> (VerifyOptions, Events) {
+    let events: Events = Arc::default();
+    let sink = events.clone();
+    let opts = VerifyOptions {
+        timeout,
+        scope: Scope {
+            namespace: Some(ns.to_owned()),
+        },
+        on_event: Some(Arc::new(move |e: &DnsEvent| {
+            sink.lock().unwrap().push(e.clone())
+        })),
+        ..VerifyOptions::default()
+    };
+    (opts, events)
+}
+
+#[tokio::test]
+async fn after_a_real_external_dns_run_the_records_are_verified_and_served() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-ok").await;
+    let host = format!("{}.{}", unique("web"), world.pdns_zone);
+    lb_service(&client, &ns, "web", &host, "192.0.2.81").await;
+    // A second type from the same Service: the target annotation wins over the status.
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let dual = format!("{}.{}", unique("dual"), world.pdns_zone);
+    lb_service(&client, &ns, "dual", &dual, "192.0.2.1").await;
+    api.patch(
+        "dual",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "external-dns.alpha.kubernetes.io/target": "192.0.2.82,2001:db8::82"
+        }}})),
+    )
+    .await
+    .unwrap();
+    run_external_dns_once(&world, &ns).await;
+
+    let extra = format!("    hostnames: [{host}]\n");
+    let (sov, _dir) = sovereign(&world, |t| t, &extra);
+    assert!(
+        sov.spec.verify.nameserver.is_some(),
+        "answers are checked too"
+    );
+    let (opts, events) = options(&ns, Duration::from_secs(30));
+    let report = dns::verify_until_synced(&client, &sov, opts)
+        .await
+        .expect("synced after external-dns ran");
+
+    let mut got: Vec<(String, RecordType, Vec<String>, Verdict)> = report
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.record.hostname.clone(),
+                r.record.rtype,
+                r.record.targets.clone(),
+                r.verdict.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (
+            host.clone(),
+            RecordType::A,
+            vec!["192.0.2.81".to_owned()],
+            Verdict::Verified,
+        ),
+        (
+            dual.clone(),
+            RecordType::A,
+            vec!["192.0.2.82".to_owned()],
+            Verdict::Verified,
+        ),
+        (
+            dual.clone(),
+            RecordType::Aaaa,
+            vec!["2001:db8::82".to_owned()],
+            Verdict::Verified,
+        ),
+        (host.clone(), RecordType::Any, vec![], Verdict::Verified),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        report.zone_reads,
+        u64::from(report.rounds),
+        "one zone read per round"
+    );
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.hostname == format!("{host} A") && e.state == "verified"),
+        "{events:?}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn without_external_dns_the_wait_ends_not_synced_with_the_cause() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-none").await;
+    let host = format!("{}.{}", unique("lonely"), world.pdns_zone);
+    lb_service(&client, &ns, "web", &host, "192.0.2.83").await;
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let (opts, events) = options(&ns, Duration::from_secs(2));
+    let err = dns::verify_until_synced(&client, &sov, opts)
+        .await
+        .unwrap_err();
+    let DnsError::NotSynced {
+        missing,
+        likely_cause,
+    } = &err
+    else {
+        panic!("expected NotSynced, got {err:?}");
+    };
+    assert_eq!(missing, &[(format!("{host} A"), Verdict::Missing)]);
+    assert_eq!(likely_cause, &LikelyCause::ExternalDnsNotSynced);
+    assert_eq!(err.exit(), Exit::DnsNotSynced);
+    assert!(
+        err.to_string()
+            .contains("external-dns not running or still syncing its caches"),
+        "{err}"
+    );
+    assert!(events.lock().unwrap().iter().any(|e| e.state == "missing"));
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_ends_not_synced_naming_credentials_and_is_never_shown() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-key").await;
+    let host = format!("{}.{}", unique("locked"), world.pdns_zone);
+    lb_service(&client, &ns, "web", &host, "192.0.2.84").await;
+    // The wrong key comes from a file: setting an environment variable while other test
+    // threads read the environment is unsound.
+    let wrong = unique("wrong-key-SECRET");
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("key");
+    std::fs::write(&key_file, format!("{wrong}\n")).unwrap();
+    let (sov, _dir) = sovereign(
+        &world,
+        |t| {
+            t.replace(
+                "apiKeyEnv: PDNS_API_KEY",
+                &format!("apiKeyFile: {}", key_file.display()),
+            )
+        },
+        "",
+    );
+    let (opts, events) = options(&ns, Duration::from_secs(2));
+    let err = dns::verify_until_synced(&client, &sov, opts)
+        .await
+        .unwrap_err();
+    let DnsError::NotSynced {
+        missing,
+        likely_cause,
+    } = &err
+    else {
+        panic!("expected NotSynced, got {err:?}");
+    };
+    assert_eq!(likely_cause, &LikelyCause::PowerDnsUnreachableOrCredentials);
+    assert_eq!(missing.len(), 1);
+    assert!(
+        matches!(&missing[0].1, Verdict::Unchecked { reason } if reason.contains("credentials wrong"))
+    );
+    let shown = format!("{err}\n{err:?}\n{:?}", events.lock().unwrap());
+    assert!(
+        shown.contains("PowerDNS unreachable or credentials wrong"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&wrong), "the wrong key leaked: {shown}");
+    assert!(!shown.contains(&world.pdns_api_key), "the real key leaked");
+
+    // A key variable that is not set is bad input (exit 3), named without a value.
+    let (unset, _dir2) = sovereign(
+        &world,
+        |t| {
+            t.replace(
+                "apiKeyEnv: PDNS_API_KEY",
+                "apiKeyEnv: CATALYST_DNS_TEST_NEVER_SET",
+            )
+        },
+        "",
+    );
+    let (opts, _) = options(&ns, Duration::from_secs(2));
+    let err = dns::verify_until_synced(&client, &unset, opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit(), Exit::BadInput, "{err}");
+    assert!(
+        err.to_string().contains("CATALYST_DNS_TEST_NEVER_SET"),
+        "{err}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_name_owned_by_another_owner_is_reported_and_left_alone() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-other").await;
+    let host = format!("{}.{}", unique("taken"), world.pdns_zone);
+    lb_service(&client, &ns, "web", &host, "192.0.2.85").await;
+    let pdns = world.pdns();
+    let writing = PDNS_WRITES.lock().await;
+    let other = r#""heritage=external-dns,external-dns/owner=someone-else,external-dns/resource=service/x/y""#;
+    pdns.replace_rrset(&world.pdns_zone, &format!("{host}."), "A", &["192.0.2.99"])
+        .await;
+    pdns.replace_rrset(
+        &world.pdns_zone,
+        &format!("_externaldns.a-{host}."),
+        "TXT",
+        &[other],
+    )
+    .await;
+    drop(writing);
+
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let (opts, _) = options(&ns, Duration::from_secs(2));
+    let err = dns::verify_until_synced(&client, &sov, opts)
+        .await
+        .unwrap_err();
+    let DnsError::NotSynced {
+        missing,
+        likely_cause,
+    } = &err
+    else {
+        panic!("expected NotSynced, got {err:?}");
+    };
+    let owned = Verdict::OwnedByOther {
+        owner: "someone-else".into(),
+    };
+    assert_eq!(missing, &[(format!("{host} A"), owned)]);
+    assert_eq!(
+        likely_cause,
+        &LikelyCause::OwnedByOther {
+            owner: "someone-else".into()
+        }
+    );
+    assert_eq!(
+        pdns.rrset(&world.pdns_zone, &format!("{host}."), "A").await,
+        ["192.0.2.99"]
+    );
+    assert_eq!(
+        pdns.rrset(&world.pdns_zone, &format!("_externaldns.a-{host}."), "TXT")
+            .await,
+        [other]
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_record_owned_in_the_old_txt_format_counts_as_owned() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-old").await;
+    let host = format!("{}.{}", unique("legacy"), world.pdns_zone);
+    lb_service(&client, &ns, "web", &host, "192.0.2.86").await;
+    let pdns = world.pdns();
+    let ours = format!(
+        r#""heritage=external-dns,external-dns/owner=openova,external-dns/resource=service/{ns}/web""#
+    );
+    let writing = PDNS_WRITES.lock().await;
+    pdns.replace_rrset(&world.pdns_zone, &format!("{host}."), "A", &["192.0.2.86"])
+        .await;
+    // Only the v0.14-era name, without the type prefix.
+    pdns.replace_rrset(
+        &world.pdns_zone,
+        &format!("_externaldns.{host}."),
+        "TXT",
+        &[&ours],
+    )
+    .await;
+    drop(writing);
+
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let (opts, _) = options(&ns, Duration::from_secs(20));
+    let report = dns::verify_until_synced(&client, &sov, opts)
+        .await
+        .expect("owned via the old format");
+    assert_eq!(report.records.len(), 1);
+    assert_eq!(report.records[0].verdict, Verdict::Verified);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn ten_thousand_records_are_verified_with_one_zone_read() {
+    let world = World::from_env();
+    let zone = format!("{}.test", unique("big"));
+    let ours = r#""heritage=external-dns,external-dns/owner=openova,external-dns/resource=service/ns/web""#;
+    let mut rrsets = Vec::new();
+    let mut records = Vec::new();
+    for i in 0..10_000u32 {
+        let host = format!("h{i}.{zone}");
+        let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        rrsets.push(
+            json!({"name": format!("{host}."), "type": "A", "ttl": 60, "changetype": "REPLACE",
+            "records": [{"content": ip, "disabled": false}]}),
+        );
+        rrsets.push(
+            json!({"name": format!("_externaldns.a-{host}."), "type": "TXT", "ttl": 60, "changetype": "REPLACE",
+            "records": [{"content": ours, "disabled": false}]}),
+        );
+        records.push(ExpectedRecord {
+            hostname: host,
+            rtype: RecordType::A,
+            targets: vec![ip],
+            source: "service/ns/web".into(),
+            zone: zone.clone(),
+        });
+    }
+    let http = reqwest::Client::new();
+    let zones_url = format!("{}/api/v1/servers/localhost/zones", world.pdns_api_url);
+    let writing = PDNS_WRITES.lock().await;
+    let resp = http
+        .post(&zones_url)
+        .header("X-API-Key", &world.pdns_api_key)
+        .json(&json!({"name": format!("{zone}."), "kind": "Native", "nameservers": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    // PowerDNS caps request bodies (webserver-max-bodysize, 2 MB): load in slices.
+    for chunk in rrsets.chunks(2_000) {
+        let resp = http
+            .patch(format!("{zones_url}/{zone}."))
+            .header("X-API-Key", &world.pdns_api_key)
+            .json(&json!({"rrsets": chunk}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            204,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    drop(writing);
+
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let key = dns::ApiKey::from_verify(&sov.spec.verify).unwrap();
+    let pdns = PdnsClient::new(&sov.spec.verify, key).unwrap();
+    let verdicts = dns::check_records(&pdns, &records, "openova", "_externaldns.")
+        .await
+        .unwrap();
+    assert_eq!(verdicts.len(), 10_000);
+    assert!(verdicts.iter().all(|v| *v == Verdict::Verified));
+    assert_eq!(pdns.zone_reads(), 1, "one GET for the whole zone");
+
+    // A zone PowerDNS does not have is a clear error.
+    let mut absent = records[0].clone();
+    absent.zone = format!("{}.test", unique("absent"));
+    let err = dns::check_records(&pdns, &[absent], "openova", "_externaldns.")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, dns::PdnsError::ZoneNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    let _ = http
+        .delete(format!("{zones_url}/{zone}."))
+        .header("X-API-Key", &world.pdns_api_key)
+        .send()
+        .await;
+}
+
+#[tokio::test]
+async fn ingresses_and_accepted_routes_are_expected_only_when_their_sources_are_on() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-routes").await;
+    let zone = &world.pdns_zone;
+    let gvk = |kind| {
+        ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            kind,
+        ))
+    };
+    let create = |res: ApiResource, obj: serde_json::Value| {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &res);
+        async move {
+            let o: DynamicObject = serde_json::from_value(obj).unwrap();
+            let name = o.metadata.name.clone().unwrap();
+            let status = o.data.get("status").cloned();
+            api.create(&PostParams::default(), &o)
+                .await
+                .expect("create");
+            if let Some(status) = status {
+                api.patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await
+                .expect("status");
+            }
+        }
+    };
+    create(gvk("Gateway"), json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw"},
+        "spec": {"gatewayClassName": "x", "listeners": [{"name": "web", "port": 80, "protocol": "HTTP", "hostname": format!("*.{zone}")}]},
+        "status": {"addresses": [{"type": "IPAddress", "value": "192.0.2.90"}]}
+    })).await;
+    let accepted = |name: &str| {
+        json!([{"parentRef": {"name": name}, "controllerName": "example.com/gw",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "lastTransitionTime": "2025-01-01T00:00:00Z"}]}])
+    };
+    let (ok_host, deep_host, refused_host) = (unique("route"), unique("a.deep"), unique("refused"));
+    create(gvk("HTTPRoute"), json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "ok"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [format!("{ok_host}.{zone}"), format!("{deep_host}.{zone}")]},
+        "status": {"parents": accepted("gw")}
+    })).await;
+    create(gvk("HTTPRoute"), json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "unaccepted"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [format!("{refused_host}.{zone}")]}
+    })).await;
+    let ingress_host = format!("{}.{zone}", unique("ing"));
+    create(
+        ApiResource::from_gvk(&GroupVersionKind::gvk("networking.k8s.io", "v1", "Ingress")),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "ing"},
+            "spec": {"rules": [{"host": ingress_host}, {"host": "outside.example.org"}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.net"}]}}
+        }),
+    )
+    .await;
+
+    let policy = catalyst_bootstrap::retry::RetryPolicy::default();
+    let scope = Scope {
+        namespace: Some(ns.clone()),
+    };
+    // The template's sources: gateway-httproute, gateway-grpcroute, service (no ingress).
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let got = dns::expected_records_in(&client, &sov, &policy, &scope)
+        .await
+        .unwrap();
+    let summary: Vec<(String, RecordType, Vec<String>, String)> = got
+        .into_iter()
+        .map(|r| (r.hostname, r.rtype, r.targets, r.source))
+        .collect();
+    assert_eq!(
+        summary,
+        [(
+            format!("{ok_host}.{zone}"),
+            RecordType::A,
+            vec!["192.0.2.90".to_owned()],
+            format!("httproute/{ns}/ok")
+        )],
+        "the unaccepted route and the two-label name outside the *. listener are left out"
+    );
+    let (sov, _dir) = sovereign(&world, |t| t, "  externalDns:\n    sources: [ingress]\n");
+    let got = dns::expected_records_in(&client, &sov, &policy, &scope)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (
+            got[0].hostname.as_str(),
+            got[0].rtype,
+            got[0].targets.as_slice(),
+            got[0].source.as_str()
+        ),
+        (
+            ingress_host.as_str(),
+            RecordType::Cname,
+            ["lb.example.net".to_owned()].as_slice(),
+            format!("ingress/{ns}/ing").as_str()
+        )
+    );
+    delete_namespace(&client, &ns).await;
+}
