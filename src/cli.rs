@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::connect::{self, ClusterConfig, ConnectError};
+use crate::dns;
 use crate::exit::Exit;
 use crate::health;
 use crate::render;
@@ -595,7 +596,54 @@ async fn wait_prepared(
             println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
         }
     }
-    Ok(format!("healthy; {}", requests(retry, reporter)))
+    let verified = verify_dns(client, prepared, config, retry, reporter).await?;
+    Ok(format!(
+        "healthy; {verified}; {}",
+        requests(retry, reporter)
+    ))
+}
+
+/// The proof that DNS sync works: every record external-dns should have written is in
+/// PowerDNS with our ownership, and answered by the authoritative server when one is set.
+async fn verify_dns(
+    client: &kube::Client,
+    prepared: &Prepared,
+    config: &WaitConfig,
+    retry: &RetryPolicy,
+    reporter: &Arc<Reporter>,
+) -> anyhow::Result<String> {
+    let sink = reporter.clone();
+    let sink: dns::DnsEventSink = Arc::new(move |event: &dns::DnsEvent| {
+        sink.event(
+            Phase::Dns,
+            Some(&event.hostname),
+            &event.state,
+            &event.message,
+            None,
+        );
+    });
+    let options = dns::VerifyOptions {
+        timeout: config.timeout,
+        run_started: std::time::SystemTime::now() - reporter.elapsed(),
+        on_event: Some(sink),
+        policy: retry.clone(),
+        ..dns::VerifyOptions::default()
+    };
+    let report = dns::verify_until_synced(client, &prepared.sovereign, options).await?;
+    if reporter.format() == report::Format::Text {
+        for record in &report.records {
+            println!(
+                "in dns        {} {}",
+                record.record.hostname,
+                record.record.rtype.as_str()
+            );
+        }
+    }
+    Ok(format!(
+        "{} DNS records verified in PowerDNS ({} zone reads)",
+        report.records.len(),
+        report.zone_reads
+    ))
 }
 
 /// The kit's HelmRelease, and the pods its chart creates.
@@ -728,6 +776,8 @@ fn exit_code(error: &anyhow::Error) -> Exit {
     } else if let Some(e) = error.downcast_ref::<ApplyError>() {
         e.exit()
     } else if let Some(e) = error.downcast_ref::<health::HealthError>() {
+        e.exit()
+    } else if let Some(e) = error.downcast_ref::<dns::DnsError>() {
         e.exit()
     } else if let Some(e) = error.downcast_ref::<status::StatusError>() {
         e.exit()

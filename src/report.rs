@@ -27,6 +27,8 @@ pub enum Phase {
     Apply,
     Retry,
     Wait,
+    /// DNS sync verification: one resource per expected record.
+    Dns,
     Status,
     Repair,
     /// The last event of a run: its outcome and exit code.
@@ -39,6 +41,7 @@ impl Phase {
             Phase::Apply => "apply",
             Phase::Retry => "retry",
             Phase::Wait => "wait",
+            Phase::Dns => "dns",
             Phase::Status => "status",
             Phase::Repair => "repair",
             Phase::Result => "result",

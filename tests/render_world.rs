@@ -139,47 +139,6 @@ async fn strict_dry_run_refuses_a_field_the_crd_schema_does_not_know() {
     assert!(err.contains("intervall"), "{err}");
 }
 
-/// The external-dns container of the Deployment that `helm template` renders
-/// from the upstream chart with these values: its args and environment.
-fn chart_container(world_chart: &Path, helm: &Path, values: &Value) -> (Vec<String>, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let values_file = dir.path().join("values.json");
-    std::fs::write(&values_file, serde_json::to_vec(values).unwrap()).unwrap();
-    let out = std::process::Command::new(helm)
-        .args(["template", "external-dns"])
-        .arg(world_chart)
-        .args(["--namespace", "external-dns", "-f"])
-        .arg(&values_file)
-        .output()
-        .expect("helm runs");
-    assert!(
-        out.status.success(),
-        "helm template refused the values: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifests = String::from_utf8(out.stdout).unwrap();
-    let deployment = manifests
-        .split("\n---")
-        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
-        .find(|d| d["kind"] == "Deployment")
-        .expect("the chart renders a Deployment");
-    let container = deployment["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "external-dns")
-        .expect("external-dns container")
-        .clone();
-    let args = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect();
-    let env = container["env"].as_array().cloned().unwrap_or_default();
-    (args, env)
-}
-
 /// Runs external-dns with the chart's arguments until it has parsed and
 /// validated its configuration. Ok once its start-up banner (logged after
 /// flag parsing and config validation) appears; Err with its output otherwise.

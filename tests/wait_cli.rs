@@ -16,6 +16,8 @@ fn spec_for(world: &World, dir: &Path, name: &str) -> std::path::PathBuf {
     let spec = std::fs::read_to_string(&world.local_spec)
         .unwrap()
         .replace("  name: local", &format!("  name: {name}"))
+        // A domain of its own: DNS verification then only expects this test's records.
+        .replace("  domain: ", &format!("  domain: {name}."))
         .replace(
             "  cni: cilium\n",
             &format!("  cni: cilium\n  externalDns:\n    namespace: {name}\n"),
@@ -204,8 +206,10 @@ fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
             "{event}"
         );
         assert!(
-            ["apply", "retry", "wait", "status", "repair", "result"]
-                .contains(&event["phase"].as_str().unwrap()),
+            [
+                "apply", "retry", "wait", "dns", "status", "repair", "result"
+            ]
+            .contains(&event["phase"].as_str().unwrap()),
             "{event}"
         );
         assert!(
@@ -428,4 +432,131 @@ async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
     let _ = Api::<Namespace>::all(client)
         .delete(&name, &DeleteParams::default())
         .await;
+}
+
+/// A Sovereign of its own zone, with a LoadBalancer Service that external-dns should
+/// publish, and the external-dns arguments the chart renders from the Sovereign's kit.
+async fn dns_world(world: &World, dir: &Path) -> (String, std::path::PathBuf, Vec<String>, String) {
+    let client = world.kube().await;
+    let name = unique("e2e");
+    let spec = spec_for(world, dir, &name);
+    let zone = format!("{name}.{}", world.pdns_zone);
+    world.pdns().create_zone(&zone).await;
+
+    let app_ns = format!("{name}-app");
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": app_ns}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
+    let hostname = format!("web.{zone}");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), &app_ns);
+    let service = serde_json::from_value(json!({
+        "metadata": {"name": "web",
+                     "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&Default::default(), &service)
+        .await
+        .unwrap();
+    services
+        .patch_status(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.90"}]}}}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let loaded = catalyst_bootstrap::spec::load(&spec, None).unwrap();
+    let kit = catalyst_bootstrap::render::render(&loaded.sovereign).unwrap();
+    let values = support::kits::values(&kit);
+    let chart = std::env::var("EXTERNAL_DNS_CHART_DIR").expect("EXTERNAL_DNS_CHART_DIR");
+    let helm = std::env::var("HELM_BIN").expect("HELM_BIN");
+    let (args, _env) = support::kits::chart_container(Path::new(&chart), Path::new(&helm), &values);
+    (name, spec, args, hostname)
+}
+
+/// The real external-dns as the pod would run it: the chart's arguments, the key from the
+/// environment, metrics on loopback, a kubeconfig instead of the in-cluster account.
+fn external_dns(world: &World, args: &[String]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(&world.external_dns_bin);
+    cmd.args(args.iter().filter(|a| !a.starts_with("--metrics-address")))
+        .arg("--metrics-address=127.0.0.1:0")
+        .arg(format!("--kubeconfig={}", world.kubeconfig.display()))
+        .env("EXTERNAL_DNS_PDNS_API_KEY", &world.pdns_api_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd.spawn().expect("external-dns starts")
+}
+
+#[tokio::test]
+async fn up_succeeds_only_once_the_records_are_in_powerdns_and_answered_over_dns() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (name, spec, args, hostname) = dns_world(&world, dir.path()).await;
+    assert!(
+        args.iter().any(|a| a == "--txt-owner-id=openova"),
+        "{args:?}"
+    );
+
+    let up = binary(&["up", "--timeout", "90s"], &spec).output();
+    let (out, mut running) = tokio::join!(up, async {
+        install_like_flux_and_helm(&client, &name).await;
+        // external-dns starts late, as on a fresh cluster: `up` keeps waiting for DNS.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        external_dns(&world, &args)
+    });
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("in dns        {hostname} A")),
+        "{stdout}"
+    );
+    let a = world
+        .pdns()
+        .rrset(
+            &format!("{name}.{}", world.pdns_zone),
+            &format!("{hostname}."),
+            "A",
+        )
+        .await;
+    assert_eq!(a, ["192.0.2.90"]);
+    let (answer, _) = support::dns_query(
+        world.pdns_dns_addr,
+        &format!("{hostname}."),
+        hickory_proto::rr::RecordType::A,
+    )
+    .await;
+    assert_eq!(answer, ["192.0.2.90"]);
+
+    // With a wrong key for the tool's own check, `up` ends DNS-not-synced, naming the
+    // cause, and never printing the key.
+    let canary = "canary-wrong-key-3f9a";
+    let out = binary(&["up", "--timeout", "5s"], &spec)
+        .env("PDNS_API_KEY", canary)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("credentials"), "{stderr}");
+    assert!(!stderr.contains(canary) && !stdout.contains(canary));
+    assert!(!stderr.contains(&world.pdns_api_key) && !stdout.contains(&world.pdns_api_key));
+    let _ = running.kill().await;
+    for ns in [name.clone(), format!("{name}-app")] {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&ns, &DeleteParams::default())
+            .await;
+    }
 }

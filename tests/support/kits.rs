@@ -152,3 +152,48 @@ pub fn all_providers() -> [(&'static str, &'static str); 7] {
         ("azure", AZURE),
     ]
 }
+
+/// The external-dns container of the Deployment that `helm template` renders
+/// from the upstream chart with these values: its args and environment.
+pub fn chart_container(
+    world_chart: &Path,
+    helm: &Path,
+    values: &Value,
+) -> (Vec<String>, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let values_file = dir.path().join("values.json");
+    std::fs::write(&values_file, serde_json::to_vec(values).unwrap()).unwrap();
+    let out = std::process::Command::new(helm)
+        .args(["template", "external-dns"])
+        .arg(world_chart)
+        .args(["--namespace", "external-dns", "-f"])
+        .arg(&values_file)
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm template refused the values: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifests = String::from_utf8(out.stdout).unwrap();
+    let deployment = manifests
+        .split("\n---")
+        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+        .find(|d| d["kind"] == "Deployment")
+        .expect("the chart renders a Deployment");
+    let container = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "external-dns")
+        .expect("external-dns container")
+        .clone();
+    let args = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    (args, env)
+}

@@ -135,6 +135,20 @@ impl Pdns {
             .collect()
     }
 
+    /// Creates a zone (without trailing dot in `zone`), so a test can own one.
+    pub async fn create_zone(&self, zone: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/zones", self.base))
+            .header("X-API-Key", &self.key)
+            .json(&json!({"name": format!("{zone}."), "kind": "Native",
+                          "nameservers": [format!("ns1.{zone}.")]}))
+            .send()
+            .await
+            .expect("POST zone");
+        assert_eq!(resp.status().as_u16(), 201, "create zone {zone}");
+    }
+
     pub async fn replace_rrset(&self, zone: &str, name: &str, rtype: &str, contents: &[&str]) {
         let records: Vec<Value> = contents
             .iter()
