@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,36 +80,8 @@ async fn lb_service(client: &Client, ns: &str, name: &str, hostname: &str, ip: &
 }
 
 async fn run_external_dns_once(world: &World, ns: &str) {
-    let mut cmd = tokio::process::Command::new(&world.external_dns_bin);
-    cmd.arg(format!("--kubeconfig={}", world.kubeconfig.display()))
-        .args([
-            "--source=service",
-            "--provider=pdns",
-            "--registry=txt",
-            "--txt-owner-id=openova",
-            "--txt-prefix=_externaldns.",
-            "--policy=upsert-only",
-            "--annotation-prefix=external-dns.alpha.kubernetes.io/",
-            "--once",
-            "--metrics-address=127.0.0.1:0",
-        ])
-        .arg(format!("--namespace={ns}"))
-        .arg(format!("--domain-filter={}", world.pdns_zone))
-        .arg(format!("--pdns-server={}", world.pdns_api_url))
-        .env("EXTERNAL_DNS_PDNS_API_KEY", &world.pdns_api_key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
     let _writing = PDNS_WRITES.lock().await;
-    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("external-dns --once finishes within 120 s")
-        .expect("external-dns runs");
-    assert!(
-        output.status.success(),
-        "external-dns failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    world.external_dns_once(ns).await;
 }
 
 /// PowerDNS's sqlite backend answers 500 when two writes meet ("database is locked"); the

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
@@ -237,34 +236,7 @@ async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_owners
         .await
         .expect("set load balancer status");
 
-    let mut external_dns = tokio::process::Command::new(&world.external_dns_bin);
-    external_dns
-        .arg(format!("--kubeconfig={}", world.kubeconfig.display()))
-        .args([
-            "--source=service",
-            "--provider=pdns",
-            "--registry=txt",
-            "--txt-owner-id=openova",
-            "--txt-prefix=_externaldns.",
-            "--policy=upsert-only",
-            "--annotation-prefix=external-dns.alpha.kubernetes.io/",
-            "--once",
-            "--metrics-address=127.0.0.1:0",
-        ])
-        .arg(format!("--namespace={ns}"))
-        .arg(format!("--domain-filter={}", world.pdns_zone))
-        .arg(format!("--pdns-server={}", world.pdns_api_url))
-        // The key travels in the environment, never in argv.
-        .env("EXTERNAL_DNS_PDNS_API_KEY", &world.pdns_api_key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), external_dns.output())
-        .await
-        .expect("external-dns --once finishes within 120 s")
-        .expect("external-dns runs");
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "external-dns failed:\n{log}");
+    let log = world.external_dns_once(&ns).await;
 
     let pdns = world.pdns();
     let a = pdns

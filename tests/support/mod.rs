@@ -85,6 +85,40 @@ impl World {
         }
     }
 
+    /// Runs the real external-dns once over the Services of `ns`, writing into the world's
+    /// PowerDNS with owner `openova` and prefix `_externaldns.`; panics (with its log) when
+    /// it fails. Returns its log.
+    pub async fn external_dns_once(&self, ns: &str) -> String {
+        let mut cmd = tokio::process::Command::new(&self.external_dns_bin);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args([
+                "--source=service",
+                "--provider=pdns",
+                "--registry=txt",
+                "--txt-owner-id=openova",
+                "--txt-prefix=_externaldns.",
+                "--policy=upsert-only",
+                "--annotation-prefix=external-dns.alpha.kubernetes.io/",
+                "--once",
+                "--metrics-address=127.0.0.1:0",
+            ])
+            .arg(format!("--namespace={ns}"))
+            .arg(format!("--domain-filter={}", self.pdns_zone))
+            .arg(format!("--pdns-server={}", self.pdns_api_url))
+            // The key travels in the environment, never in argv.
+            .env("EXTERNAL_DNS_PDNS_API_KEY", &self.pdns_api_key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("external-dns --once finishes within 120 s")
+            .expect("external-dns runs");
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "external-dns failed:\n{log}");
+        log
+    }
+
     /// A fully qualified name inside the world's zone, with a trailing dot.
     pub fn fqdn(&self, label: &str) -> String {
         format!("{label}.{}.", self.pdns_zone)
