@@ -11,20 +11,6 @@ use kube::Api;
 use kube::api::DeleteParams;
 use support::{World, unique};
 
-/// The world's Sovereign spec with its own name and namespace, so tests do not collide.
-fn local_spec(world: &World, dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
-    let base = std::fs::read_to_string(&world.local_spec).unwrap();
-    let spec = base
-        .replace("  name: local", &format!("  name: {name}"))
-        .replace(
-            "  cni: cilium\n",
-            &format!("  cni: cilium\n  externalDns:\n    namespace: {name}\n{extra}"),
-        );
-    let path = dir.join("sovereign.yaml");
-    std::fs::write(&path, spec).unwrap();
-    path
-}
-
 fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
     let out = Command::cargo_bin("catalyst-bootstrap")
         .unwrap()
@@ -46,7 +32,7 @@ async fn apply_creates_then_changes_nothing_and_diff_shows_a_spec_change() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("cli");
-    let spec = local_spec(&world, dir.path(), &name, "");
+    let spec = world.sovereign_file(dir.path(), &name, "");
 
     let (code, stdout, stderr) = run(&["diff"], &spec);
     assert_eq!(code, 0, "{stderr}");
@@ -80,7 +66,7 @@ async fn apply_creates_then_changes_nothing_and_diff_shows_a_spec_change() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.matches("unchanged").count(), 5, "{stdout}");
 
-    let changed = local_spec(&world, dir.path(), &name, "    interval: 2m\n");
+    let changed = world.sovereign_file(dir.path(), &name, "    interval: 2m\n");
     let (code, stdout, stderr) = run(&["diff"], &changed);
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -99,7 +85,7 @@ async fn invalid_input_exits_3_and_writes_nothing() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("cli-bad");
-    let spec = local_spec(&world, dir.path(), &name, "    policy: upsert\n");
+    let spec = world.sovereign_file(dir.path(), &name, "    policy: upsert\n");
     let (code, stdout, stderr) = run(&["apply"], &spec);
     assert_eq!(code, 3, "{stderr}");
     assert!(stdout.is_empty());
@@ -113,7 +99,7 @@ async fn invalid_input_exits_3_and_writes_nothing() {
         "an invalid spec must not be half-applied"
     );
 
-    let good = local_spec(&world, dir.path(), &name, "");
+    let good = world.sovereign_file(dir.path(), &name, "");
     let (code, _, stderr) = run(&["apply", "--kubeconfig", "/nonexistent/kubeconfig"], &good);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
@@ -135,7 +121,7 @@ async fn an_unreachable_apiserver_exits_6_after_the_budget() {
         .to_owned();
     let dead = dir.path().join("kubeconfig");
     std::fs::write(&dead, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
-    let spec = local_spec(&world, dir.path(), &unique("cli-dead"), "");
+    let spec = world.sovereign_file(dir.path(), &unique("cli-dead"), "");
     let (code, _, stderr) = run(
         &[
             "apply",

@@ -15,29 +15,11 @@ use catalyst_bootstrap::dns::{
 };
 use catalyst_bootstrap::exit::Exit;
 use catalyst_bootstrap::spec::Sovereign;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use support::{World, unique};
-
-async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = unique(prefix);
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
-}
-
-async fn delete_namespace(client: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
-}
+use support::{World, delete_namespace, namespace, unique};
 
 /// The world's Sovereign with `edit` applied to its text and `extra` appended under spec.
 fn sovereign(

@@ -8,28 +8,14 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client};
 use serde_json::json;
-use support::{FAULT_LABEL, World, crash_loop_stage, dns_query, unique};
-
-async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = unique(prefix);
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
-}
-
-async fn delete_namespace(client: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
-}
+use support::{
+    FAULT_LABEL, World, crash_loop_stage, delete_namespace, dns_query, namespace, unique,
+};
 
 #[tokio::test]
 async fn control_plane_reports_its_pinned_version_and_a_ready_kwok_node() {

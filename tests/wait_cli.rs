@@ -12,21 +12,6 @@ use kube::api::DeleteParams;
 use serde_json::json;
 use support::{World, unique};
 
-fn spec_for(world: &World, dir: &Path, name: &str) -> std::path::PathBuf {
-    let spec = std::fs::read_to_string(&world.local_spec)
-        .unwrap()
-        .replace("  name: local", &format!("  name: {name}"))
-        // A domain of its own: DNS verification then only expects this test's records.
-        .replace("  domain: ", &format!("  domain: {name}."))
-        .replace(
-            "  cni: cilium\n",
-            &format!("  cni: cilium\n  externalDns:\n    namespace: {name}\n"),
-        );
-    let path = dir.join("sovereign.yaml");
-    std::fs::write(&path, spec).unwrap();
-    path
-}
-
 fn binary(args: &[&str], spec: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"));
     cmd.args(args).arg("--spec").arg(spec).kill_on_drop(true);
@@ -101,7 +86,7 @@ async fn up_waits_for_the_helm_release_and_succeeds_once_it_is_ready() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("up");
-    let spec = spec_for(&world, dir.path(), &name);
+    let spec = world.sovereign_file(dir.path(), &name, "");
 
     let up = binary(&["up", "--timeout", "60s"], &spec).output();
     let helper = install_like_flux_and_helm(&client, &name);
@@ -156,7 +141,7 @@ async fn wait_times_out_with_exit_5_naming_what_is_pending() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("wait-to");
-    let spec = spec_for(&world, dir.path(), &name);
+    let spec = world.sovereign_file(dir.path(), &name, "");
     let out = binary(&["up", "--timeout", "2s"], &spec)
         .output()
         .await
@@ -236,7 +221,7 @@ async fn json_output_is_a_stream_of_documented_events_ending_in_the_result() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("json");
-    let spec = spec_for(&world, dir.path(), &name);
+    let spec = world.sovereign_file(dir.path(), &name, "");
     let up = binary(&["up", "--timeout", "60s", "--output", "json"], &spec).output();
     let helper = install_like_flux_and_helm(&client, &name);
     let (out, ()) = tokio::join!(up, helper);
@@ -288,7 +273,7 @@ async fn json_output_counts_retries_against_an_unreachable_apiserver() {
         .to_owned();
     let dead = dir.path().join("kubeconfig");
     std::fs::write(&dead, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
-    let spec = spec_for(&world, dir.path(), &unique("json-dead"));
+    let spec = world.sovereign_file(dir.path(), &unique("json-dead"), "");
     let out = binary(
         &[
             "up",
@@ -325,7 +310,7 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("crash");
-    let spec = spec_for(&world, dir.path(), &name);
+    let spec = world.sovereign_file(dir.path(), &name, "");
     let out = binary(&["apply"], &spec).output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let fault = unique("fault");
@@ -364,7 +349,7 @@ async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("repair");
-    let spec = spec_for(&world, dir.path(), &name);
+    let spec = world.sovereign_file(dir.path(), &name, "");
     let status = |spec: std::path::PathBuf| async move {
         let out = binary(&["status"], &spec).output().await.unwrap();
         (
@@ -439,7 +424,7 @@ async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
 async fn dns_world(world: &World, dir: &Path) -> (String, std::path::PathBuf, Vec<String>, String) {
     let client = world.kube().await;
     let name = unique("e2e");
-    let spec = spec_for(world, dir, &name);
+    let spec = world.sovereign_file(dir, &name, "");
     let zone = format!("{name}.{}", world.pdns_zone);
     world.pdns().create_zone(&zone).await;
 

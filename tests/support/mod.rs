@@ -119,6 +119,23 @@ impl World {
         log
     }
 
+    /// The world's Sovereign renamed to `name`, in namespace and domain `name.<zone>` of its
+    /// own (so tests do not see each other's objects or records), with `external_dns` lines
+    /// added under spec.externalDns; written to `dir/sovereign.yaml`.
+    pub fn sovereign_file(&self, dir: &std::path::Path, name: &str, external_dns: &str) -> PathBuf {
+        let spec = std::fs::read_to_string(&self.local_spec)
+            .unwrap()
+            .replace("  name: local", &format!("  name: {name}"))
+            .replace("  domain: ", &format!("  domain: {name}."))
+            .replace(
+                "  cni: cilium\n",
+                &format!("  cni: cilium\n  externalDns:\n    namespace: {name}\n{external_dns}"),
+            );
+        let path = dir.join("sovereign.yaml");
+        std::fs::write(&path, spec).unwrap();
+        path
+    }
+
     /// A fully qualified name inside the world's zone, with a trailing dot.
     pub fn fqdn(&self, label: &str) -> String {
         format!("{label}.{}.", self.pdns_zone)
@@ -300,4 +317,23 @@ startTime: {{ $now | Quote }}
         .await
         .expect("create kwok stage (is kwok running with --enable-crds=Stage?)");
     name
+}
+
+/// A namespace no other test uses.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    kube::Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+pub async fn delete_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let _ = kube::Api::<Namespace>::all(client.clone())
+        .delete(name, &Default::default())
+        .await;
 }
