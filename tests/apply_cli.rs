@@ -112,15 +112,7 @@ async fn invalid_input_exits_3_and_writes_nothing() {
 async fn an_unreachable_apiserver_exits_6_after_the_budget() {
     let world = World::from_env();
     let dir = tempfile::tempdir().unwrap();
-    // The world's kubeconfig, pointed at a loopback port nothing listens on.
-    let kubeconfig = std::fs::read_to_string(&world.kubeconfig).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_owned();
-    let dead = dir.path().join("kubeconfig");
-    std::fs::write(&dead, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
+    let dead = world.unreachable_kubeconfig(dir.path());
     let spec = world.sovereign_file(dir.path(), &unique("cli-dead"), "");
     let (code, _, stderr) = run(
         &[

@@ -16,10 +16,10 @@ use catalyst_bootstrap::dns::{
 use catalyst_bootstrap::exit::Exit;
 use catalyst_bootstrap::spec::Sovereign;
 use k8s_openapi::api::core::v1::Service;
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
-use support::{World, delete_namespace, namespace, unique};
+use support::{World, delete_namespace, lb_service, namespace, unique};
 
 /// The world's Sovereign with `edit` applied to its text and `extra` appended under spec.
 fn sovereign(
@@ -37,30 +37,6 @@ fn sovereign(
 
 /// A LoadBalancer Service announcing `hostname`, with `targets` in its status, as a cloud
 /// load balancer would publish them.
-async fn lb_service(client: &Client, ns: &str, name: &str, hostname: &str, ip: &str) {
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {
-            "name": name,
-            "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}
-        },
-        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}
-    }))
-    .unwrap();
-    services
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap();
-    services
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
-        )
-        .await
-        .expect("set load balancer status");
-}
-
 async fn run_external_dns_once(world: &World, ns: &str) {
     let _writing = PDNS_WRITES.lock().await;
     world.external_dns_once(ns).await;

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 use support::{
-    FAULT_LABEL, World, crash_loop_stage, delete_namespace, dns_query, namespace, unique,
+    FAULT_LABEL, World, crash_loop_stage, delete_namespace, dns_query, lb_service, namespace,
+    unique,
 };
 
 #[tokio::test]
@@ -199,28 +200,7 @@ async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_owners
     let label = unique("web");
     let hostname = format!("{label}.{}", world.pdns_zone);
 
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {
-            "name": "web",
-            "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}
-        },
-        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}
-    }))
-    .unwrap();
-    services
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap();
-    // No cloud load balancer here: publish the address the way one would.
-    services
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.80"}]}}})),
-        )
-        .await
-        .expect("set load balancer status");
+    lb_service(&client, &ns, "web", &hostname, "192.0.2.80").await;
 
     let log = world.external_dns_once(&ns).await;
 

@@ -265,14 +265,7 @@ async fn json_output_is_a_stream_of_documented_events_ending_in_the_result() {
 async fn json_output_counts_retries_against_an_unreachable_apiserver() {
     let world = World::from_env();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = std::fs::read_to_string(&world.kubeconfig).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_owned();
-    let dead = dir.path().join("kubeconfig");
-    std::fs::write(&dead, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
+    let dead = world.unreachable_kubeconfig(dir.path());
     let spec = world.sovereign_file(dir.path(), &unique("json-dead"), "");
     let out = binary(
         &[
@@ -435,28 +428,7 @@ async fn dns_world(world: &World, dir: &Path) -> (String, std::path::PathBuf, Ve
         .await
         .unwrap();
     let hostname = format!("web.{zone}");
-    let services: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(client.clone(), &app_ns);
-    let service = serde_json::from_value(json!({
-        "metadata": {"name": "web",
-                     "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}},
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
-    }))
-    .unwrap();
-    services
-        .create(&Default::default(), &service)
-        .await
-        .unwrap();
-    services
-        .patch_status(
-            "web",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.90"}]}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    support::lb_service(&client, &app_ns, "web", &hostname, "192.0.2.90").await;
 
     let loaded = catalyst_bootstrap::spec::load(&spec, None).unwrap();
     let kit = catalyst_bootstrap::render::render(&loaded.sovereign).unwrap();

@@ -136,6 +136,20 @@ impl World {
         path
     }
 
+    /// The world's kubeconfig pointed at a loopback port nothing listens on, written to
+    /// `dir/kubeconfig`: an apiserver that stays unreachable.
+    pub fn unreachable_kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
+        let kubeconfig = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server in the kubeconfig")
+            .to_owned();
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
+        path
+    }
+
     /// A fully qualified name inside the world's zone, with a trailing dot.
     pub fn fqdn(&self, label: &str) -> String {
         format!("{label}.{}.", self.pdns_zone)
@@ -336,4 +350,32 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
     let _ = kube::Api::<Namespace>::all(client.clone())
         .delete(name, &Default::default())
         .await;
+}
+
+/// A LoadBalancer Service with external-dns's hostname annotation, its load balancer
+/// address published in its status the way a cloud controller would.
+pub async fn lb_service(client: &kube::Client, ns: &str, name: &str, hostname: &str, ip: &str) {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Patch, PatchParams};
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), ns);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}
+        },
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&Default::default(), &service)
+        .await
+        .expect("create Service");
+    services
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+        )
+        .await
+        .expect("set load balancer status");
 }
