@@ -77,13 +77,23 @@ struct RunArgs {
     context: Option<String>,
     /// How long the apiserver may stay unreachable or keep throttling, counted from its
     /// first consecutive failure, before the command gives up (exit 6).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
     unreachable_timeout: std::time::Duration,
+    /// How long `apply`, `diff`, `up` and `repair` wait for a kind of the kit to be served
+    /// while its CRD (from Flux or Cilium) is being installed, before giving up (exit 5).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
+    crd_timeout: std::time::Duration,
     /// How to report progress and results.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
+    /// Do not verify the apiserver's TLS certificate (unsafe; prints a warning). Needed too
+    /// when the kubeconfig itself sets insecure-skip-tls-verify, which is otherwise refused.
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
 }
 
+/// Durations take hyphen values (`allow_hyphen_values`) so that `-5m` is refused here, as a
+/// negative duration, rather than read as an unknown flag.
 fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     spec::formats::parse_go_duration(value)
         .filter(|d| !d.is_zero())
@@ -128,7 +138,7 @@ struct WaitArgs {
     run: RunArgs,
     /// How long the workloads may take to turn healthy. Time the apiserver is unreachable
     /// does not count (that has its own budget, --unreachable-timeout).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: std::time::Duration,
 }
 
@@ -183,6 +193,8 @@ pub struct ApplyConfig {
     pub defaults: Option<PathBuf>,
     pub cluster: ClusterConfig,
     pub unreachable_timeout: std::time::Duration,
+    /// How long a kind may stay unserved while its CRD is being installed.
+    pub crd_timeout: std::time::Duration,
     pub dry_run: bool,
 }
 
@@ -191,6 +203,7 @@ impl From<RunArgs> for ClusterConfig {
         ClusterConfig {
             kubeconfig: args.kubeconfig,
             context: args.context,
+            insecure_skip_tls_verify: args.insecure_skip_tls_verify,
         }
     }
 }
@@ -201,6 +214,7 @@ impl From<ApplyArgs> for ApplyConfig {
             spec: args.spec.spec,
             defaults: args.spec.defaults,
             unreachable_timeout: args.run.unreachable_timeout,
+            crd_timeout: args.run.crd_timeout,
             cluster: args.run.into(),
             dry_run: args.dry_run,
         }
@@ -221,6 +235,7 @@ impl From<WaitArgs> for WaitConfig {
                 spec: args.spec.spec,
                 defaults: args.spec.defaults,
                 unreachable_timeout: args.run.unreachable_timeout,
+                crd_timeout: args.run.crd_timeout,
                 cluster: args.run.into(),
                 dry_run: false,
             },
@@ -235,6 +250,7 @@ impl From<StatusArgs> for ApplyConfig {
             spec: args.spec.spec,
             defaults: args.spec.defaults,
             unreachable_timeout: args.run.unreachable_timeout,
+            crd_timeout: args.run.crd_timeout,
             cluster: args.run.into(),
             dry_run: true,
         }
@@ -247,6 +263,7 @@ impl From<DiffArgs> for ApplyConfig {
             spec: args.spec.spec,
             defaults: args.spec.defaults,
             unreachable_timeout: args.run.unreachable_timeout,
+            crd_timeout: args.run.crd_timeout,
             cluster: args.run.into(),
             dry_run: true,
         }
@@ -357,6 +374,24 @@ fn prepare(config: &ApplyConfig) -> anyhow::Result<Prepared> {
     })
 }
 
+/// The cluster's client; says so, loudly, when TLS verification is off.
+async fn connect(cluster: &ClusterConfig, reporter: &Reporter) -> anyhow::Result<kube::Client> {
+    let client = connect::client(cluster).await?;
+    if cluster.insecure_skip_tls_verify {
+        eprintln!("warning: {}", connect::INSECURE_WARNING);
+        if reporter.format() == report::Format::Json {
+            reporter.event(
+                Phase::Connect,
+                None,
+                "warning",
+                connect::INSECURE_WARNING,
+                None,
+            );
+        }
+    }
+    Ok(client)
+}
+
 fn retry_policy(config: &ApplyConfig, reporter: &Arc<Reporter>) -> RetryPolicy {
     let reporter = reporter.clone();
     RetryPolicy::default()
@@ -386,7 +421,7 @@ pub async fn apply_kit(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<String> {
     let prepared = prepare(&config)?;
-    let client = connect::client(&config.cluster).await?;
+    let client = connect(&config.cluster, &reporter).await?;
     let retry = retry_policy(&config, &reporter);
     let summary =
         apply_prepared(&client, &prepared, &config, &retry, show_changes, &reporter).await?;
@@ -409,6 +444,7 @@ async fn apply_prepared(
         sovereign.spec.external_dns.namespace.clone(),
     )
     .with_dry_run(config.dry_run)
+    .with_crd_timeout(config.crd_timeout)
     .with_retry(retry.clone())
     .with_events(move |event| match event {
         ApplyEvent::WaitingForCrd(missing) => sink.event(
@@ -458,7 +494,7 @@ pub async fn wait_kit(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<String> {
     let prepared = prepare(&config.apply)?;
-    let client = connect::client(&config.apply.cluster).await?;
+    let client = connect(&config.apply.cluster, &reporter).await?;
     let retry = retry_policy(&config.apply, &reporter);
     if apply_first {
         let summary =
@@ -471,7 +507,7 @@ pub async fn wait_kit(
 /// `repair`: apply (a rerun), repair what waiting alone would not fix, then wait.
 pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
     let prepared = prepare(&config.apply)?;
-    let client = connect::client(&config.apply.cluster).await?;
+    let client = connect(&config.apply.cluster, &reporter).await?;
     let retry = retry_policy(&config.apply, &reporter);
     let summary =
         apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
@@ -511,7 +547,7 @@ pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::
 /// `status`: one look at every workload, changing nothing.
 pub async fn status_kit(config: ApplyConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
     let prepared = prepare(&config)?;
-    let client = connect::client(&config.cluster).await?;
+    let client = connect(&config.cluster, &reporter).await?;
     let retry = retry_policy(&config, &reporter);
     let report = status::status(&client, &health_targets(&prepared), &retry).await?;
     for resource in &report.resources {

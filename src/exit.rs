@@ -26,6 +26,9 @@ pub enum Exit {
     DnsNotSynced = 7,
     /// The apiserver refused an action for lack of permission (HTTP 401/403).
     PermissionDenied = 8,
+    /// The server's TLS certificate was not trusted: wrong certificate authority, wrong
+    /// host name, or expired. Retrying cannot fix it; the kubeconfig (or the server) must.
+    TlsUntrusted = 9,
 }
 
 impl Exit {

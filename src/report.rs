@@ -24,6 +24,8 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Connecting to the cluster: warnings such as skipped TLS verification.
+    Connect,
     Apply,
     Retry,
     Wait,
@@ -38,6 +40,7 @@ pub enum Phase {
 impl Phase {
     fn as_str(self) -> &'static str {
         match self {
+            Phase::Connect => "connect",
             Phase::Apply => "apply",
             Phase::Retry => "retry",
             Phase::Wait => "wait",

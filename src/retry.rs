@@ -236,6 +236,14 @@ pub enum RetryError {
         code: u16,
         message: String,
     },
+    /// The server's certificate was refused: TLS verification is on, and the kubeconfig's
+    /// certificate authority does not vouch for it.
+    #[error(
+        "{what}: TLS verification failed: the apiserver's certificate is not trusted ({cause}); \
+         check the certificate-authority of the kubeconfig's cluster, or pass \
+         --insecure-skip-tls-verify to skip verification (unsafe)"
+    )]
+    Tls { what: String, cause: String },
     /// A failure on our side that retrying cannot fix: TLS setup, credentials plugin,
     /// an undecodable answer.
     #[error("{what}: {message}")]
@@ -244,7 +252,8 @@ pub enum RetryError {
 
 impl RetryError {
     /// Unreachable → 6; Forbidden and Unauthorized → 8; Invalid (the apiserver rejected what
-    /// we sent, i.e. the manifest) → 3; anything else is unexpected → 1.
+    /// we sent, i.e. the manifest) → 3; an untrusted certificate → 9; anything else is
+    /// unexpected → 1.
     pub fn exit(&self) -> Exit {
         match self {
             RetryError::Unreachable { .. } => Exit::ApiserverUnreachable,
@@ -252,6 +261,7 @@ impl RetryError {
                 Exit::PermissionDenied
             }
             RetryError::Invalid { .. } => Exit::BadInput,
+            RetryError::Tls { .. } => Exit::TlsUntrusted,
             _ => Exit::Internal,
         }
     }
@@ -312,23 +322,45 @@ fn classify_transport(err: &(dyn StdError + 'static)) -> Class {
                 retry_after: Some(t.retry_after),
             };
         }
-        if e.downcast_ref::<rustls::Error>()
-            .is_some_and(is_certificate_error)
+        next = e.source();
+    }
+    if certificate_error(err).is_some() {
+        return Class::Permanent;
+    }
+    TRANSIENT
+}
+
+/// The rustls certificate error somewhere in an error's chain.
+fn certificate_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e
+            .downcast_ref::<rustls::Error>()
+            .filter(|t| is_certificate_error(t))
         {
-            return Class::Permanent;
+            return Some(tls);
         }
-        // io::Error::source() skips its payload; look at the payload itself.
+        // io::Error::source() skips its payload, which hyper-rustls nests two deep
+        // (an io::Error in an io::Error); look at the payload itself.
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && inner
-                .downcast_ref::<rustls::Error>()
-                .is_some_and(is_certificate_error)
+            && let Some(tls) = certificate_error(inner)
         {
-            return Class::Permanent;
+            return Some(tls);
         }
         next = e.source();
     }
-    TRANSIENT
+    None
+}
+
+/// Why the server's certificate was refused, when that is what failed the request.
+pub fn untrusted_certificate(err: &kube::Error) -> Option<String> {
+    let tls = match err {
+        kube::Error::Service(inner) => certificate_error(inner.as_ref()),
+        kube::Error::HyperError(inner) => certificate_error(inner),
+        _ => None,
+    }?;
+    Some(tls.to_string())
 }
 
 fn is_certificate_error(e: &rustls::Error) -> bool {
@@ -350,6 +382,9 @@ fn permanent(what: &str, err: &kube::Error) -> RetryError {
             };
         }
         other => {
+            if let Some(cause) = untrusted_certificate(other) {
+                return RetryError::Tls { what, cause };
+            }
             return RetryError::Client {
                 what,
                 message: other.to_string(),
@@ -536,6 +571,22 @@ mod tests {
             classify(&kube::Error::Service(Box::new(wrapped))),
             Class::Permanent
         );
+    }
+
+    #[test]
+    fn an_untrusted_certificate_nested_as_hyper_rustls_reports_it_is_named() {
+        // hyper-rustls: io::Error(Other) around io::Error(InvalidData) around rustls.
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, cert);
+        let outer = std::io::Error::other(inner);
+        let err = kube::Error::Service(Box::new(outer));
+        assert_eq!(classify(&err), Class::Permanent);
+        let cause = untrusted_certificate(&err).expect("a certificate error");
+        assert!(cause.contains("UnknownIssuer"), "{cause}");
+        let e = permanent("list pods", &err);
+        assert!(matches!(e, RetryError::Tls { .. }), "{e:?}");
+        assert_eq!(e.exit(), Exit::TlsUntrusted);
+        assert!(untrusted_certificate(&kube::Error::Service("refused".into())).is_none());
     }
 
     #[test]

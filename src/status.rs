@@ -108,7 +108,7 @@ pub enum StatusError {
 }
 
 impl StatusError {
-    /// Unreachable → 6; forbidden or unauthorized → 8; anything else → 1.
+    /// Unreachable → 6; forbidden or unauthorized → 8; untrusted certificate → 9; else 1.
     pub fn exit(&self) -> Exit {
         let StatusError::Api(e) = self;
         api_exit(e)
@@ -121,6 +121,7 @@ pub(crate) fn api_exit(e: &RetryError) -> Exit {
     match e {
         RetryError::Unreachable { .. } => Exit::ApiserverUnreachable,
         RetryError::Forbidden { .. } | RetryError::Unauthorized { .. } => Exit::PermissionDenied,
+        RetryError::Tls { .. } => Exit::TlsUntrusted,
         _ => Exit::Internal,
     }
 }

@@ -273,6 +273,13 @@ pub enum HealthError {
     /// problem, e.g. the HelmRelease kind is not served because Flux's CRDs are missing.
     #[error("cannot watch {what}: {message}")]
     Api { what: String, message: String },
+    /// Exit 9 ([`Exit::TlsUntrusted`]): the apiserver's certificate was refused.
+    #[error(
+        "cannot watch {what}: TLS verification failed: the apiserver's certificate is not \
+         trusted ({cause}); check the certificate-authority of the kubeconfig's cluster, or \
+         pass --insecure-skip-tls-verify to skip verification (unsafe)"
+    )]
+    Tls { what: String, cause: String },
 }
 
 impl HealthError {
@@ -283,6 +290,7 @@ impl HealthError {
             HealthError::ApiserverUnreachable { .. } => Exit::ApiserverUnreachable,
             HealthError::Forbidden { .. } => Exit::PermissionDenied,
             HealthError::Api { .. } => Exit::Internal,
+            HealthError::Tls { .. } => Exit::TlsUntrusted,
         }
     }
 }
@@ -733,7 +741,10 @@ impl<'a> Engine<'a> {
                     kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
                         Err(HealthError::Forbidden { what, message })
                     }
-                    _ => Err(HealthError::Api { what, message }),
+                    _ => match crate::retry::untrusted_certificate(&inner) {
+                        Some(cause) => Err(HealthError::Tls { what, cause }),
+                        None => Err(HealthError::Api { what, message }),
+                    },
                 }
             }
         }

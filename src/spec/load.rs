@@ -152,6 +152,14 @@ fn parse_document(source: &Source, origin: Origin) -> Result<Node, Diagnostic> {
         expected: Some(expected.to_owned()),
     };
     let node = Node::parse(&source.text, origin).map_err(|e| {
+        // The parser words this one for programmers (naming its own multi-document API).
+        if e.message.starts_with("multiple YAML documents") {
+            return diagnostic(
+                e.line.zip(e.col),
+                "the file holds more than one YAML document (a second starts here)".to_owned(),
+                "exactly one document, the Sovereign",
+            );
+        }
         diagnostic(
             e.line.zip(e.col),
             format!("YAML syntax error: {}", e.message),
