@@ -273,6 +273,13 @@ pub enum HealthError {
     /// problem, e.g. the HelmRelease kind is not served because Flux's CRDs are missing.
     #[error("cannot watch {what}: {message}")]
     Api { what: String, message: String },
+    /// Exit 5 ([`Exit::TimedOut`]), as for a missing object: the kind is not served, so
+    /// nothing of it exists yet; its CRD comes with a component not installed (yet).
+    #[error(
+        "cannot watch {what}: the apiserver does not serve this kind: {crd}; expected the \
+         CRD to be installed (apply the kit after it)"
+    )]
+    NotServed { what: String, crd: String },
     /// Exit 9 ([`Exit::TlsUntrusted`]): the apiserver's certificate was refused.
     #[error(
         "cannot watch {what}: TLS verification failed: the apiserver's certificate is not \
@@ -290,6 +297,7 @@ impl HealthError {
             HealthError::ApiserverUnreachable { .. } => Exit::ApiserverUnreachable,
             HealthError::Forbidden { .. } => Exit::PermissionDenied,
             HealthError::Api { .. } => Exit::Internal,
+            HealthError::NotServed { .. } => Exit::TimedOut,
             HealthError::Tls { .. } => Exit::TlsUntrusted,
         }
     }
@@ -741,6 +749,11 @@ impl<'a> Engine<'a> {
                     kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
                         Err(HealthError::Forbidden { what, message })
                     }
+                    // A list or watch of a kind nobody serves: its CRD is not installed.
+                    kube::Error::Api(s) if s.code == 404 => {
+                        let crd = crd_of(&what);
+                        Err(HealthError::NotServed { what, crd })
+                    }
                     _ => match crate::retry::untrusted_certificate(&inner) {
                         Some(cause) => Err(HealthError::Tls { what, cause }),
                         None => Err(HealthError::Api { what, message }),
@@ -765,6 +778,22 @@ impl<'a> Engine<'a> {
             _ => self.reached(now, probe),
         }
     }
+}
+
+/// The CRD behind a watched kind (`what` starts with the kind, or its plural), and who
+/// installs it.
+fn crd_of(what: &str) -> String {
+    let kind = what.split_whitespace().next().unwrap_or_default();
+    crate::apply::KNOWN_CRDS
+        .iter()
+        .find(|c| c.kind == kind || kind.strip_suffix('s') == Some(c.kind))
+        .map(|c| {
+            format!(
+                "its CRD {} is not installed; it comes from {}",
+                c.crd, c.installer
+            )
+        })
+        .unwrap_or_else(|| format!("no CRD serves {kind}"))
 }
 
 fn reachability_probe(client: Client, delay: Duration) -> Probe {
