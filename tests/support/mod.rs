@@ -3,6 +3,7 @@
 //! there: a test that needs real components never passes or skips without them.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
 
@@ -148,6 +149,66 @@ impl World {
         let path = dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig.replace(&server, "https://127.0.0.1:1")).unwrap();
         path
+    }
+
+    /// The world's state directory (`CATALYST_TESTENV_DIR`): pki/, pids/, logs/.
+    pub fn testenv_dir(&self) -> PathBuf {
+        PathBuf::from(required("CATALYST_TESTENV_DIR"))
+    }
+
+    /// The world's CA (ca.crt, ca.key) and admin client certificate (admin.crt, admin.key).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.testenv_dir().join("pki")
+    }
+
+    /// `https://127.0.0.1:<port>` of the world's apiserver.
+    pub fn apiserver_url(&self) -> String {
+        std::fs::read_to_string(&self.kubeconfig)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server in the kubeconfig")
+            .to_owned()
+    }
+
+    /// The pid of a world process (`kube-apiserver`, `pdns`, ...), from its pid file.
+    pub fn pid(&self, process: &str) -> u32 {
+        let file = self
+            .testenv_dir()
+            .join("pids")
+            .join(format!("{process}.pid"));
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}: is the test world up?", file.display()))
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to a world process.
+    pub fn signal(&self, process: &str, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(process).to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {process}");
+    }
+
+    /// Stops a world process, keeps it down for `down`, and starts it again with its
+    /// original arguments (`scripts/testenv restart`), returning once it answers again.
+    pub async fn restart(&self, process: &str, down: Duration) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv");
+        let out = tokio::process::Command::new(script)
+            .args(["restart", process, &down.as_secs().to_string()])
+            .env("CATALYST_TESTENV_DIR", self.testenv_dir())
+            .output()
+            .await
+            .expect("scripts/testenv restart runs");
+        assert!(
+            out.status.success(),
+            "restarting {process}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A fully qualified name inside the world's zone, with a trailing dot.
