@@ -477,12 +477,12 @@ async fn apply_prepared(
 }
 
 fn requests(retry: &RetryPolicy, reporter: &Reporter) -> String {
-    let stats = retry.stats().snapshot();
+    // All requests, watches and probes included, not only the retried calls' attempts.
     format!(
         "done in {:.1}s: {} apiserver requests, {} retries",
         reporter.elapsed().as_secs_f64(),
-        stats.requests,
-        stats.retries
+        crate::retry::requests_sent(),
+        retry.stats().snapshot().retries
     )
 }
 

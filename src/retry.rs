@@ -51,13 +51,31 @@ pub fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
 /// and the apiserver's throttling filters (max-in-flight, priority and fairness) answer in plain
 /// text with only the header. A small layer turns such answers into a [`Throttled`] error that
 /// [`classify`] reads.
+///
+/// Every request the client sends is counted in [`requests_sent`]: watches, their relists
+/// and reachability probes too, which do not go through [`with_retry`].
 pub fn client(cfg: kube::Config) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(client_config_tuned(cfg))?;
     Ok(builder
         .with_layer(&tower::util::MapResultLayer::new(
             surface_retry_after::<Box<DynBody>>,
         ))
+        .with_layer(&tower::util::MapRequestLayer::new(
+            |request: http::Request<kube::client::Body>| {
+                REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+                request
+            },
+        ))
         .build())
+}
+
+/// Requests sent by clients from [`client`] in this process (the command's one client).
+static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Every request sent to the apiserver so far by clients from [`client`], whatever sent it:
+/// [`Stats`] counts only [`with_retry`]'s attempts.
+pub fn requests_sent() -> u64 {
+    REQUESTS_SENT.load(Ordering::Relaxed)
 }
 
 fn surface_retry_after<B>(

@@ -398,7 +398,7 @@ pub async fn verify_until_synced(
         .timeout(opts.query_timeout)
         .build()
         .map_err(|e| DnsError::Internal(format!("HTTP client: {e}")))?;
-    let deadline = Instant::now() + opts.timeout;
+    let mut deadline = Instant::now() + opts.timeout;
     let mut delay = FIRST_DELAY;
     let mut rounds = 0;
     let mut first_metrics = None;
@@ -407,7 +407,15 @@ pub async fn verify_until_synced(
 
     loop {
         rounds += 1;
+        let asked = Instant::now();
+        let retries_before = opts.policy.stats().snapshot().retries;
         let records = expected_records_in(client, sovereign, &opts.policy, &opts.scope).await?;
+        // Time spent riding out apiserver failures does not count against the timeout, as in
+        // the wait: outages have their own budget (the policy's), and a record external-dns
+        // could not write while the apiserver was gone is not its fault.
+        if opts.policy.stats().snapshot().retries > retries_before {
+            deadline += asked.elapsed();
+        }
         let (mut verdicts, pdns_error) =
             match check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await {
                 Ok(v) => (v, None),

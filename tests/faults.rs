@@ -1,0 +1,851 @@
+//! Faults on the test world: `up` through the real binary while the apiserver freezes,
+//! restarts, throttles for real or through the fault proxy, while PowerDNS is down and while
+//! external-dns starts late. Each scenario ends with `up` succeeding, every kit object
+//! existing exactly once with the rendered spec, an event stream that says what happened
+//! (retries counted), and a request rate within the budget README.md documents.
+//!
+//! Scenarios that stop a world process (apiserver frozen or restarted, PowerDNS stopped)
+//! hold the world exclusively; the others share it and run concurrently.
+//!
+//! Each scenario prints one `fault-matrix {json}` line (`cargo test --test faults --
+//! --nocapture`), the source of the table in docs/reliability.md.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::{Value, json};
+use support::fault_proxy::{Fault, FaultProxy, ProxyStats, Upstream, Window};
+use support::{World, lb_service, unique};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::{Notify, RwLock};
+
+/// Scenarios that stop a world process take it for writing; the others for reading.
+static WORLD: RwLock<()> = RwLock::const_new(());
+/// PowerDNS's sqlite backend refuses concurrent writes: one external-dns run at a time.
+static EXTERNAL_DNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The request budget README.md documents: at most this many apiserver requests in any
+/// 10 s, so on average at most a tenth of it per second over any run.
+const BUDGET_PER_10S: u64 = 100;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A scenario's own Sovereign (namespace and domain `<name>.<zone>`), a PowerDNS zone for
+/// its domain, and the hostname external-dns is to publish there.
+struct Scenario {
+    world: World,
+    client: kube::Client,
+    name: String,
+    spec: PathBuf,
+    host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn new(prefix: &str) -> Scenario {
+        let world = World::from_env();
+        let client = world.kube().await;
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique(prefix);
+        let spec = world.sovereign_file(dir.path(), &name, "");
+        let domain = format!("{name}.{}", world.pdns_zone);
+        {
+            let _writing = EXTERNAL_DNS.lock().await;
+            world.pdns().create_zone(&domain).await;
+        }
+        Scenario {
+            host: format!("web.{domain}"),
+            world,
+            client,
+            name,
+            spec,
+            dir,
+        }
+    }
+
+    /// A proxy in front of the world's apiserver and a kubeconfig for the tool through it.
+    async fn proxy(&self, windows: Vec<Window>) -> (FaultProxy, PathBuf) {
+        let proxy = FaultProxy::start(Upstream::world(&self.world), windows).await;
+        let kubeconfig = proxy.kubeconfig(&self.world.kubeconfig, self.dir.path());
+        (proxy, kubeconfig)
+    }
+
+    /// `up --output json` through `kubeconfig`, with a timeout generous enough that the
+    /// outcome follows from behaviour, not from a race.
+    fn up(&self, kubeconfig: &Path) -> Running {
+        Running::start(&self.spec, kubeconfig, "5m")
+    }
+
+    /// Plays Flux and Helm (the world runs no Flux controllers) once the kit's HelmRelease
+    /// exists: creates the chart's Deployment (kwok runs its pod) and a LoadBalancer Service
+    /// announcing the scenario's hostname, and reports the release Ready.
+    async fn install_like_flux_and_helm(&self) {
+        let releases = support::flux::helm_releases(&self.client, &self.name);
+        patiently("the kit's HelmRelease", || async {
+            releases.get_opt("external-dns").await.ok().flatten()
+        })
+        .await;
+        let labels = json!({"app.kubernetes.io/name": "external-dns",
+                            "app.kubernetes.io/instance": "external-dns"});
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "external-dns"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "external-dns",
+                        "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
+                }
+            }
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(self.client.clone(), &self.name)
+            .create(&Default::default(), &deployment)
+            .await
+            .expect("create the chart's Deployment");
+        lb_service(&self.client, &self.name, "web", &self.host, "192.0.2.90").await;
+        support::flux::write_release_status(
+            &self.client,
+            &self.name,
+            "external-dns",
+            &[("Ready", "True", "InstallSucceeded")],
+        )
+        .await;
+    }
+
+    /// The real external-dns, once, over the scenario's namespace.
+    async fn external_dns(&self) {
+        let _writing = EXTERNAL_DNS.lock().await;
+        self.world.external_dns_once(&self.name).await;
+    }
+
+    /// Every object of the rendered kit exists exactly once (listed cluster-wide by the
+    /// Sovereign label), with the rendered labels and every rendered spec field.
+    async fn assert_kit_exactly_once(&self) {
+        let loaded = catalyst_bootstrap::spec::load(&self.spec, None).unwrap();
+        let kit = catalyst_bootstrap::render::render(&loaded.sovereign).unwrap();
+        let selector = format!("catalyst.openova.io/sovereign={}", self.name);
+        for m in &kit.manifests {
+            let want: Value = serde_saphyr::from_str(&m.yaml).unwrap();
+            let (group, version) = m
+                .api_version
+                .rsplit_once('/')
+                .unwrap_or(("", &m.api_version));
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &m.kind));
+            let listed = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .unwrap_or_else(|e| panic!("list {}: {e}", m.kind));
+            let found: Vec<(Option<String>, Option<String>)> = listed
+                .items
+                .iter()
+                .map(|o| (o.metadata.namespace.clone(), o.metadata.name.clone()))
+                .collect();
+            assert_eq!(
+                found,
+                vec![(m.namespace.clone(), Some(m.name.clone()))],
+                "{} of the kit exists exactly once",
+                m.kind
+            );
+            let live = serde_json::to_value(&listed.items[0]).unwrap();
+            assert_subset(
+                &want["metadata"]["labels"],
+                &live["metadata"]["labels"],
+                &m.kind,
+            );
+            assert_subset(&want["spec"], &live["spec"], &m.kind);
+        }
+    }
+
+    async fn cleanup(&self) {
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &Default::default())
+            .await;
+    }
+}
+
+/// Every field of `want` is in `got` with the same value (the apiserver adds defaults).
+fn assert_subset(want: &Value, got: &Value, path: &str) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, v) in w {
+                assert_subset(v, g.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"));
+            }
+        }
+        (Value::Null, _) => {}
+        _ => assert_eq!(want, got, "{path}"),
+    }
+}
+
+/// Retries a stand-in's read until it yields something (the stand-in is not under test).
+async fn patiently<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..1200 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what} did not appear within 5 minutes");
+}
+
+/// A running `up`, its NDJSON events collected as they arrive.
+struct Running {
+    child: tokio::process::Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    arrived: Arc<Notify>,
+    reader: tokio::task::JoinHandle<()>,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+/// A finished run.
+struct Run {
+    code: Option<i32>,
+    events: Vec<Value>,
+    stderr: String,
+}
+
+impl Running {
+    fn start(spec: &Path, kubeconfig: &Path, timeout: &str) -> Running {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
+            .args(["up", "--output", "json", "--timeout", timeout, "--spec"])
+            .arg(spec)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("catalyst-bootstrap runs");
+        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let arrived = Arc::new(Notify::new());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (sink, notify) = (events.clone(), arrived.clone());
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                sink.lock().unwrap().push(event);
+                notify.notify_waiters();
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text).await;
+            text
+        });
+        Running {
+            child,
+            events,
+            arrived,
+            reader,
+            stderr,
+        }
+    }
+
+    /// Waits for the first event matching `pred`; panics if the run ends without one.
+    async fn until(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let notified = self.arrived.notified();
+            {
+                let events = self.events.lock().unwrap();
+                if let Some(e) = events.iter().find(|e| pred(e)) {
+                    return e.clone();
+                }
+                if let Some(last) = events.last().filter(|e| e["phase"] == "result") {
+                    panic!("the run ended before {what}: {last}");
+                }
+            }
+            notified.await;
+        }
+    }
+
+    async fn finish(mut self) -> Run {
+        let status = self.child.wait().await.unwrap();
+        self.reader.await.unwrap();
+        let stderr = self.stderr.await.unwrap();
+        let events = self.events.lock().unwrap().clone();
+        Run {
+            code: status.code(),
+            events,
+            stderr,
+        }
+    }
+}
+
+fn phase(phase: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| e["phase"] == phase
+}
+
+impl Run {
+    fn result(&self) -> &Value {
+        let last = self.events.last().expect("at least the result event");
+        assert_eq!(last["phase"], "result", "the last event is the result");
+        last
+    }
+
+    /// Asserts `up` succeeded: exit 0 and a result event saying so.
+    fn assert_succeeded(&self) {
+        let result = self.result();
+        assert_eq!(
+            (
+                self.code,
+                result["exit_code"].as_i64(),
+                result["state"].as_str()
+            ),
+            (Some(0), Some(0), Some("succeeded")),
+            "up succeeds: {result}\nstderr:\n{}",
+            self.stderr
+        );
+    }
+
+    /// (requests, retries) from the result event's summary.
+    fn counted(&self) -> (u64, u64) {
+        let message = self.result()["message"].as_str().unwrap().to_owned();
+        let re = regex::Regex::new(r"(\d+) apiserver requests, (\d+) retries").unwrap();
+        let c = re
+            .captures(&message)
+            .unwrap_or_else(|| panic!("the result counts requests and retries: {message}"));
+        (c[1].parse().unwrap(), c[2].parse().unwrap())
+    }
+
+    fn elapsed_s(&self) -> f64 {
+        self.result()["elapsed_s"].as_f64().unwrap()
+    }
+
+    fn count(&self, phase: &str, state: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e["phase"] == phase && e["state"] == state)
+            .count()
+    }
+
+    fn any(&self, pred: impl Fn(&Value) -> bool) -> bool {
+        self.events.iter().any(pred)
+    }
+
+    /// The retry events agree with the retries the result counts.
+    fn assert_retries_honest(&self) -> u64 {
+        let (_, retries) = self.counted();
+        assert_eq!(
+            self.count("retry", "retrying") as u64,
+            retries,
+            "one retry event per counted retry"
+        );
+        retries
+    }
+}
+
+/// Asserts the budget and prints the scenario's line of the fault matrix.
+fn report(scenario: &str, injected: &str, run: &Run, proxy: Option<ProxyStats>) {
+    let (requests, retries) = run.counted();
+    let elapsed = run.elapsed_s();
+    let rate = requests as f64 / elapsed;
+    // A run shorter than 10 s may send its 100 at once.
+    let per_second = BUDGET_PER_10S as f64 / 10.0;
+    assert!(
+        requests as f64 / elapsed.max(10.0) <= per_second,
+        "{scenario}: {requests} requests in {elapsed:.1}s is over the budget of {per_second}/s"
+    );
+    if let Some(p) = proxy {
+        assert!(
+            p.peak_per_10s <= BUDGET_PER_10S,
+            "{scenario}: {} requests within 10 s, over the budget of {BUDGET_PER_10S}",
+            p.peak_per_10s
+        );
+        // Honest counts: every request the proxy saw, watches included, was counted.
+        assert_eq!(
+            requests, p.requests,
+            "{scenario}: the requests the tool counted and those the apiserver side saw"
+        );
+    }
+    let line = json!({
+        "scenario": scenario,
+        "injected": injected,
+        "exit_code": run.result()["exit_code"],
+        "requests": requests,
+        "retries": retries,
+        "elapsed_s": (elapsed * 10.0).round() / 10.0,
+        "requests_per_s": (rate * 100.0).round() / 100.0,
+        "unreachable_events": run.count("wait", "apiserver-unreachable"),
+        "proxy": proxy,
+    });
+    println!("fault-matrix {line}");
+}
+
+/// Resumes a frozen world process whatever happens to the test.
+struct Thaw<'a>(&'a World, &'static str);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.signal(self.1, "CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_frozen_for_60s_during_the_wait() {
+    let _world = WORLD.write().await;
+    let s = Scenario::new("fault-freeze").await;
+    let (proxy, kubeconfig) = s.proxy(vec![]).await;
+    let up = s.up(&kubeconfig);
+    up.until("the wait", phase("wait")).await;
+
+    s.world.signal("kube-apiserver", "STOP");
+    let thaw = Thaw(&s.world, "kube-apiserver");
+    tokio::time::sleep(SECS(60)).await;
+    drop(thaw);
+
+    s.install_like_flux_and_helm().await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let unreachable = run
+        .events
+        .iter()
+        .find(|e| e["state"] == "apiserver-unreachable")
+        .unwrap_or_else(|| panic!("the freeze is reported: {:?}", run.events));
+    assert_eq!(unreachable["phase"], "wait");
+    assert!(
+        run.count("wait", "apiserver-reachable") >= 1,
+        "the end of the freeze is reported"
+    );
+    run.assert_retries_honest();
+    s.assert_kit_exactly_once().await;
+    report(
+        "apiserver frozen 60 s during the wait",
+        "SIGSTOP kube-apiserver for 60 s once the wait has started",
+        &run,
+        Some(proxy.stats()),
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_frozen_during_dns_verification_longer_than_the_timeout() {
+    let _world = WORLD.write().await;
+    let s = Scenario::new("fault-freeze-dns").await;
+    let (proxy, kubeconfig) = s.proxy(vec![]).await;
+    // The freeze outlasts --timeout: only time the apiserver answered may count against it.
+    let up = Running::start(&s.spec, &kubeconfig, "30s");
+    s.install_like_flux_and_helm().await;
+    up.until("the DNS proof", |e| {
+        e["phase"] == "dns" && e["state"] == "missing"
+    })
+    .await;
+
+    s.world.signal("kube-apiserver", "STOP");
+    let thaw = Thaw(&s.world, "kube-apiserver");
+    tokio::time::sleep(SECS(45)).await;
+    drop(thaw);
+
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let retries = run.assert_retries_honest();
+    assert!(
+        run.any(|e| e["phase"] == "retry"
+            && e["resource"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("list"))),
+        "the frozen apiserver shows as retried reads: {:?}",
+        run.events
+    );
+    assert!(retries >= 1);
+    s.assert_kit_exactly_once().await;
+    report(
+        "apiserver frozen 45 s during DNS verification (--timeout 30s)",
+        "SIGSTOP kube-apiserver for 45 s once the DNS proof has started; external-dns runs after",
+        &run,
+        Some(proxy.stats()),
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_restarted_during_apply() {
+    let _world = WORLD.write().await;
+    let s = Scenario::new("fault-restart").await;
+    // Latency stretches the apply to seconds, so the restart lands inside it.
+    let (proxy, kubeconfig) = s
+        .proxy(vec![Window::new(
+            SECS(0),
+            SECS(30),
+            Fault::Latency(Duration::from_millis(700)),
+        )])
+        .await;
+    let up = s.up(&kubeconfig);
+    proxy.wait_for_method(hyper::Method::PATCH).await;
+    s.world.restart("kube-apiserver", SECS(0)).await;
+
+    s.install_like_flux_and_helm().await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let retries = run.assert_retries_honest();
+    assert!(retries >= 1, "the restart cost retries: {:?}", run.events);
+    assert!(
+        run.any(|e| e["phase"] == "retry"
+            && e["resource"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("apply"))),
+        "an apply request was retried: {:?}",
+        run.events
+    );
+    let stats = proxy.stats();
+    assert!(stats.upstream_errors >= 1, "{stats:?}");
+    s.assert_kit_exactly_once().await;
+    report(
+        "apiserver restarted during apply",
+        "kube-apiserver stopped and started again at the first apply request (700 ms latency stretches the apply)",
+        &run,
+        Some(stats),
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_of_all_requests_answered_429_or_503_for_two_minutes() {
+    let _world = WORLD.read().await;
+    let s = Scenario::new("fault-storm").await;
+    let storm = SECS(120);
+    let (proxy, kubeconfig) = s
+        .proxy(vec![
+            Window::new(SECS(0), storm, Fault::Status429 { retry_after: 1 }).ratio(0.25),
+            Window::new(SECS(0), storm, Fault::Status503).ratio(0.25),
+        ])
+        .await;
+    let started = Instant::now();
+    let up = s.up(&kubeconfig);
+    // The release turns Ready late in the storm, so the whole wait and the DNS proof run
+    // through it.
+    up.until("the wait", phase("wait")).await;
+    tokio::time::sleep(storm.saturating_sub(started.elapsed() + SECS(10))).await;
+    s.install_like_flux_and_helm().await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let retries = run.assert_retries_honest();
+    let stats = proxy.stats();
+    assert!(stats.status_429 > 0 && stats.status_503 > 0, "{stats:?}");
+    assert!(retries > 0, "the storm cost retries");
+    assert!(
+        run.any(|e| e["phase"] == "retry" && e["message"].as_str().unwrap_or("").contains("429")),
+        "a 429 is named in the retry events"
+    );
+    s.assert_kit_exactly_once().await;
+    report(
+        "half of all requests answered 429 or 503 for 2 min",
+        "fault proxy: 25% 429 (Retry-After 1), 25% 503 (plain text), 120 s",
+        &run,
+        Some(stats),
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powerdns_stopped_for_30s_during_dns_verification() {
+    let _world = WORLD.write().await;
+    let s = Scenario::new("fault-pdns").await;
+    let (proxy, kubeconfig) = s.proxy(vec![]).await;
+    let up = s.up(&kubeconfig);
+    s.install_like_flux_and_helm().await;
+    up.until("the DNS proof", |e| {
+        e["phase"] == "dns" && e["state"] == "missing"
+    })
+    .await;
+    // Down for 30 s, then external-dns writes the records.
+    s.world.restart("pdns", SECS(30)).await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    assert!(
+        run.any(|e| e["phase"] == "dns"
+            && e["state"] == "unchecked"
+            && e["message"].as_str().unwrap_or("").contains("unreachable")),
+        "the events say PowerDNS was unreachable: {:?}",
+        run.events
+    );
+    assert!(run.count("dns", "verified") >= 1);
+    run.assert_retries_honest();
+    s.assert_kit_exactly_once().await;
+    report(
+        "PowerDNS stopped 30 s during DNS verification",
+        "pdns_server killed at the first DNS round, started again 30 s later",
+        &run,
+        Some(proxy.stats()),
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_dns_starting_late() {
+    let _world = WORLD.read().await;
+    let s = Scenario::new("fault-late").await;
+    let (proxy, kubeconfig) = s.proxy(vec![]).await;
+    let up = s.up(&kubeconfig);
+    s.install_like_flux_and_helm().await;
+    up.until("the DNS proof", |e| {
+        e["phase"] == "dns" && e["state"] == "missing"
+    })
+    .await;
+    tokio::time::sleep(SECS(20)).await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let missing_at = run
+        .events
+        .iter()
+        .position(|e| e["phase"] == "dns" && e["state"] == "missing");
+    let verified_at = run
+        .events
+        .iter()
+        .position(|e| e["phase"] == "dns" && e["state"] == "verified");
+    assert!(
+        matches!((missing_at, verified_at), (Some(m), Some(v)) if m < v),
+        "missing, then verified: {:?}",
+        run.events
+    );
+    run.assert_retries_honest();
+    s.assert_kit_exactly_once().await;
+    report(
+        "external-dns starting late",
+        "external-dns runs 20 s after the DNS proof began",
+        &run,
+        Some(proxy.stats()),
+    );
+    s.cleanup().await;
+}
+
+/// A second kube-apiserver on the world's etcd with room for one request at a time, as a
+/// user outside system:masters (which both in-flight filters exempt).
+struct TinyApiserver {
+    _process: tokio::process::Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const FAULT_USER: &str = "catalyst-fault-user";
+
+async fn tiny_apiserver(world: &World, client: &kube::Client) -> TinyApiserver {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = world.pki_dir();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.path().join("ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "user.key",
+        "-out",
+        "user.csr",
+        "-subj",
+        &format!("/O=catalyst-fault-testers/CN={FAULT_USER}"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "user.csr",
+        "-CA",
+        pki.join("ca.crt").to_str().unwrap(),
+        "-CAkey",
+        pki.join("ca.key").to_str().unwrap(),
+        "-CAcreateserial",
+        "-CAserial",
+        "user.srl",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "user.crt",
+    ]);
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": FAULT_USER},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FAULT_USER}]
+    }))
+    .unwrap();
+    let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+        .patch(
+            FAULT_USER,
+            &kube::api::PatchParams::apply("catalyst-fault-tests").force(),
+            &kube::api::Patch::Apply(binding),
+        )
+        .await
+        .expect("bind the fault user to cluster-admin");
+
+    // The world's apiserver's own argv, on another port, with tiny in-flight limits and
+    // priority and fairness off so the classic max-in-flight filter answers 429.
+    let pid = world.pid("kube-apiserver");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let mut argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for a in argv.iter_mut() {
+        if a.starts_with("--secure-port=") {
+            *a = format!("--secure-port={port}");
+        }
+    }
+    argv.extend(
+        [
+            "--max-requests-inflight=1",
+            "--max-mutating-requests-inflight=1",
+            "--enable-priority-and-fairness=false",
+        ]
+        .map(String::from),
+    );
+    let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+    let process = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("a second kube-apiserver starts");
+
+    let b64 = |p: &Path| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: tiny\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: {FAULT_USER}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: tiny\n  context: {{cluster: tiny, user: {FAULT_USER}}}\ncurrent-context: tiny\n",
+            b64(&pki.join("ca.crt")),
+            b64(&dir.path().join("user.crt")),
+            b64(&dir.path().join("user.key")),
+        ),
+    )
+    .unwrap();
+    let tiny = TinyApiserver {
+        _process: process,
+        kubeconfig,
+        _dir: dir,
+    };
+    let c = tiny.client().await;
+    patiently("the second apiserver", || async {
+        c.apiserver_version().await.ok()
+    })
+    .await;
+    tiny
+}
+
+impl TinyApiserver {
+    /// A client without kube's own retries, so every 429 is seen.
+    async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        config.default_retry = false;
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_429s_from_tiny_in_flight_limits_under_load() {
+    let _world = WORLD.read().await;
+    let s = Scenario::new("fault-inflight").await;
+    let tiny = tiny_apiserver(&s.world, &s.client).await;
+    let upstream = Upstream {
+        url: std::fs::read_to_string(&tiny.kubeconfig)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_owned))
+            .unwrap(),
+        ca: s.world.pki_dir().join("ca.crt"),
+        cert: tiny._dir.path().join("user.crt"),
+        key: tiny._dir.path().join("user.key"),
+    };
+    let proxy = FaultProxy::start(upstream, vec![]).await;
+    let kubeconfig = proxy.kubeconfig(&tiny.kubeconfig, s.dir.path());
+
+    // Background load: concurrent LISTs, until the tool has been throttled.
+    let throttled = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let c = tiny.client().await;
+        let (throttled, served) = (throttled.clone(), served.clone());
+        load.push(tokio::spawn(async move {
+            let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(c);
+            loop {
+                match api.list(&ListParams::default()).await {
+                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                        throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
+    patiently("429s under the background load", || async {
+        (throttled.load(Ordering::Relaxed) > 0).then_some(())
+    })
+    .await;
+
+    let up = s.up(&kubeconfig);
+    up.until("a throttled request retried", |e| {
+        e["phase"] == "retry" && e["message"].as_str().unwrap_or("").contains("429")
+    })
+    .await;
+    // The load stops once the tool has met real throttling; the release then comes.
+    for task in load {
+        task.abort();
+    }
+    s.install_like_flux_and_helm().await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let retries = run.assert_retries_honest();
+    assert!(retries >= 1);
+    assert!(throttled.load(Ordering::Relaxed) > 0 && served.load(Ordering::Relaxed) > 0);
+    s.assert_kit_exactly_once().await;
+    report(
+        "real 429s: tiny in-flight limits under load",
+        "second kube-apiserver with --max-requests-inflight=1 --max-mutating-requests-inflight=1, 4 concurrent LIST loops",
+        &run,
+        Some(proxy.stats()),
+    );
+    s.cleanup().await;
+}
