@@ -687,7 +687,7 @@ async fn kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing(
             "wrong certificate authority: wait",
             wait_wrong_ca,
             9,
-            &["cannot watch HelmRelease", "TLS verification failed"],
+            &["cannot watch", "TLS verification failed"],
         ),
         with(
             "token refused",
@@ -1088,7 +1088,46 @@ async fn healthy_kit(world: &World, client: &kube::Client, dir: &Path) -> (Strin
         &[("Ready", "True", "InstallSucceeded")],
     )
     .await;
+    pods_ready(client, &name).await;
     (name, spec)
+}
+
+/// Until a pod of the Deployment is Ready, so a short `--timeout` is spent on the DNS proof
+/// alone. kwok makes a pod Ready once; when the node controller marks it NotReady after a
+/// late heartbeat of the fake node (a busy machine), this plays the kubelet and marks it
+/// Ready again.
+async fn pods_ready(client: &kube::Client, ns: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let pods = kube::Api::<Pod>::namespaced(client.clone(), ns);
+    let condition = |p: &Pod, type_: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    for _ in 0..600 {
+        let list = pods.list(&Default::default()).await.expect("list pods");
+        if list.items.iter().any(|p| condition(p, "Ready")) {
+            return;
+        }
+        for pod in list
+            .items
+            .iter()
+            .filter(|p| condition(p, "ContainersReady"))
+        {
+            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+            let _ = pods
+                .patch_status(
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(ready),
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no Ready pod of external-dns in {ns} after 60 s: is kwok running?");
 }
 
 #[tokio::test]
@@ -1117,7 +1156,7 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
     );
     let wrong = format!("canary-{}", unique("pdns"));
     let wait = |spec: &str, extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["wait", "--spec", spec, "--timeout", "4s"]
+        let mut args: Vec<String> = ["wait", "--spec", spec, "--timeout", "10s"]
             .map(str::to_owned)
             .to_vec();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
@@ -1142,7 +1181,7 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
         .env("PDNS_API_KEY", Some(&wrong)),
         with(
             "wrong key, up",
-            ["up", "--spec", &spec, "--timeout", "4s"]
+            ["up", "--spec", &spec, "--timeout", "10s"]
                 .map(str::to_owned)
                 .to_vec(),
             7,
