@@ -1149,6 +1149,17 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
         &format!("  verify:\n    apiUrl: {}", world.pdns_api_url),
         "  verify:\n    apiUrl: http://127.0.0.1:1",
     );
+    // An https listener whose certificate no system root vouches for: the apiserver's.
+    let kubeconfig = std::fs::read_to_string(&world.kubeconfig).unwrap();
+    let apiserver = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap();
+    let untrusted = variant(
+        "untrusted.yaml",
+        &format!("  verify:\n    apiUrl: {}", world.pdns_api_url),
+        &format!("  verify:\n    apiUrl: {}", apiserver.trim_end_matches('/')),
+    );
     let key_file = variant(
         "key-file.yaml",
         "    apiKeyEnv: PDNS_API_KEY",
@@ -1193,6 +1204,12 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
             wait(&closed, &[]),
             7,
             &["unreachable"],
+        ),
+        with(
+            "PowerDNS certificate not trusted",
+            wait(&untrusted, &[]),
+            7,
+            &["invalid peer certificate"],
         ),
         with("key variable unset", wait(&spec, &[]), 3, &["PDNS_API_KEY"])
             .env("PDNS_API_KEY", None),

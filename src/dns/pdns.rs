@@ -74,6 +74,20 @@ pub enum PdnsError {
     Decode { zone: String, message: String },
 }
 
+/// An error and its chain of causes, each said once.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
 /// One read of a zone: rrsets by (name with trailing dot, lowercase; TYPE).
 #[derive(Debug, Clone, Default)]
 pub struct Zone {
@@ -188,8 +202,9 @@ impl PdnsClient {
             .await
             .map_err(|e| PdnsError::Unreachable {
                 api_url: self.api_url.clone(),
-                // reqwest's message names the URL, which carries no secret.
-                message: e.without_url().to_string(),
+                // reqwest's message names the URL, which carries no secret; its causes say
+                // why (refused, timed out, an untrusted certificate).
+                message: with_causes(&e.without_url()),
             })?;
         let status = resp.status().as_u16();
         match status {
