@@ -288,6 +288,38 @@ fn no_credential_is_ever_a_literal_value_or_an_argument() {
     }
 }
 
+/// A Sovereign in a Flux shard: extra labels on every kit object and on the HelmChart
+/// helm-controller makes from the release.
+const SHARD_LABELS: &str = "  labels:\n    sharding.fluxcd.io/key: shard-a\n    team: dns\n";
+
+fn with_labels(spec: String) -> String {
+    spec.replacen(
+        "  name: example\n",
+        &format!("  name: example\n{SHARD_LABELS}"),
+        1,
+    )
+}
+
+#[test]
+fn snapshot_with_extra_labels() {
+    let labelled = load_and_render(&with_labels(sovereign("cilium", "", PDNS)));
+    insta::assert_snapshot!("metadata_labels", labelled.to_multi_doc());
+    for (file, doc) in docs(&labelled) {
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(labels["sharding.fluxcd.io/key"], "shard-a", "{file}");
+        assert_eq!(labels["team"], "dns", "{file}");
+        assert_eq!(labels["catalyst.openova.io/sovereign"], "example", "{file}");
+    }
+    let release = doc(&labelled, "12-external-dns.yaml");
+    assert_eq!(
+        release["spec"]["chart"]["metadata"]["labels"],
+        json!({"sharding.fluxcd.io/key": "shard-a", "team": "dns"})
+    );
+    // Without extra labels the chart template has no metadata at all.
+    let plain = doc(&kit("cilium", "", PDNS), "12-external-dns.yaml");
+    assert!(plain["spec"]["chart"].get("metadata").is_none(), "{plain}");
+}
+
 #[test]
 fn every_object_carries_the_kit_labels() {
     for (provider, dns) in all_providers() {

@@ -132,6 +132,34 @@ fn cases() -> Vec<Case> {
             &["sovereign.yaml:2:7: kind: unsupported kind `Sovereigns`; expected `Sovereign`"],
         ),
         case(
+            "bad label key",
+            insert("  name: example", "  labels:\n    Shard.Example/key: a"),
+            &[
+                "sovereign.yaml:5:3: metadata.labels.Shard.Example/key: `Shard.Example/key` is not a Kubernetes label key",
+            ],
+        ),
+        case(
+            "label value not a string",
+            insert("  name: example", "  labels:\n    tier: 1"),
+            &["sovereign.yaml:6:11: metadata.labels.tier: found the number 1"],
+        ),
+        case(
+            "bad label value",
+            insert("  name: example", "  labels:\n    tier: -gold-"),
+            &["metadata.labels.tier: `-gold-` is not a Kubernetes label value"],
+        ),
+        case(
+            "label overriding the tool's own",
+            insert(
+                "  name: example",
+                "  labels:\n    catalyst.openova.io/sovereign: other\n    applyset.kubernetes.io/part-of: x",
+            ),
+            &[
+                "metadata.labels.catalyst.openova.io/sovereign: `catalyst.openova.io/sovereign` is a label catalyst-bootstrap sets itself",
+                "metadata.labels.applyset.kubernetes.io/part-of: `applyset.kubernetes.io/part-of` is a label catalyst-bootstrap sets itself",
+            ],
+        ),
+        case(
             "bad metadata.name",
             edit("name: example", "name: Example_1"),
             &["sovereign.yaml:4:9: metadata.name: `Example_1` is not a valid name"],

@@ -1,6 +1,8 @@
 //! Everything the templates print, worked out from a validated Sovereign: which flags the
 //! pinned external-dns takes, how each provider gets its credentials, which ports to open.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::RenderError;
@@ -11,6 +13,8 @@ use crate::spec::{Image, Probe, ProviderConfig, ResourceList, SecretKeyRef, Sove
 #[derive(Debug, Serialize)]
 pub(super) struct Context {
     pub sovereign: String,
+    /// The spec's extra labels for every kit object, by key.
+    pub labels: BTreeMap<String, String>,
     pub namespace: String,
     pub release_name: String,
     pub reconcile_interval: String,
@@ -190,6 +194,7 @@ pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
 
     Ok(Context {
         sovereign: sovereign.metadata.name.clone(),
+        labels: sovereign.metadata.labels.clone(),
         namespace: e.namespace.clone(),
         release_name: e.release_name.clone(),
         reconcile_interval: e.reconcile_interval.clone(),

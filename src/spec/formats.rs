@@ -393,9 +393,56 @@ pub fn is_uuid(s: &str) -> bool {
             .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A Kubernetes label value: empty, or at most 63 letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit.
+pub fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name that is
+/// a non-empty label value.
+pub fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_rfc1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_keys_and_values() {
+        for key in ["tier", "sharding.fluxcd.io/key", "a.b/C_d-e.f", "x"] {
+            assert!(is_label_key(key), "{key}");
+        }
+        for key in [
+            "",
+            "/x",
+            "a/",
+            "Upper.io/x",
+            "a/b/c",
+            "-x",
+            "x-",
+            "a b",
+            &"k".repeat(64),
+        ] {
+            assert!(!is_label_key(key), "{key}");
+        }
+        for value in ["", "test-stand-in", "A.b_c", "1"] {
+            assert!(is_label_value(value), "{value}");
+        }
+        for value in ["-a", "a-", "a/b", "a b", &"v".repeat(64)] {
+            assert!(!is_label_value(value), "{value}");
+        }
+    }
 
     #[test]
     fn go_durations() {

@@ -1,6 +1,7 @@
 //! The Sovereign spec: its types, how it is loaded over the defaults, and its validation.
 //! README.md ("The Sovereign spec") is the user-facing reference for every field.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,10 @@ pub struct Sovereign {
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub name: String,
+    /// Extra labels on every kit object (for example a Flux sharding key); the tool's own
+    /// labels cannot be overridden.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

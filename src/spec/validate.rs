@@ -1,13 +1,14 @@
 //! Semantic checks of a decoded Sovereign. Every check runs, so one pass reports every
 //! problem; the loader turns each field path into a file position.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::formats::{self, Release, SemVer, UrlProblem};
 use super::{
     API_VERSION, Aws, AwsCredentialsRef, Azure, Cloudflare, Dns, ExternalDns, Google, Hetzner,
     Image, KIND, Pdns, Probe, ProviderKind, ResourceList, SecretKeyRef, Sovereign, Verify, Webhook,
 };
+use crate::apply::{MANAGED_BY_LABEL, SOVEREIGN_LABEL};
 use crate::external_dns::{
     ANNOTATION_PREFIX_FLAG_SINCE, KNOWN_SOURCES, LEGACY_ANNOTATION_PREFIX, METRICS_PORT,
     WEBHOOK_HEALTH_PORT,
@@ -48,6 +49,7 @@ pub fn validate(sovereign: &Sovereign) -> Report {
         );
     }
     c.label("metadata.name", &sovereign.metadata.name, 63);
+    labels(&mut c, &sovereign.metadata.labels);
     let spec = &sovereign.spec;
     c.domain("spec.domain", &spec.domain);
     c.label("spec.cni", &spec.cni, 63);
@@ -57,6 +59,43 @@ pub fn validate(sovereign: &Sovereign) -> Report {
     zones.extend(spec.external_dns.domain_filters.iter().map(String::as_str));
     verify(&mut c, &spec.verify, &zones);
     c.report
+}
+
+/// Labels the tool sets itself; a spec may not override them.
+const OWN_LABELS: [&str; 2] = [MANAGED_BY_LABEL, SOVEREIGN_LABEL];
+/// The ApplySet convention reserves this prefix for the tool's ownership labels.
+const APPLYSET_PREFIX: &str = "applyset.kubernetes.io/";
+
+fn labels(c: &mut Checker, labels: &BTreeMap<String, String>) {
+    for (key, value) in labels {
+        let path = format!("metadata.labels.{key}");
+        if !formats::is_label_key(key) {
+            c.error(
+                &path,
+                format!("`{key}` is not a Kubernetes label key"),
+                "an optional DNS-subdomain prefix and `/`, then at most 63 letters, digits, \
+                 `-`, `_` or `.`, starting and ending with a letter or digit \
+                 (e.g. `sharding.fluxcd.io/key`)",
+            );
+        } else if OWN_LABELS.contains(&key.as_str()) || key.starts_with(APPLYSET_PREFIX) {
+            c.error(
+                &path,
+                format!("`{key}` is a label catalyst-bootstrap sets itself"),
+                format!(
+                    "a key other than {} and the `{APPLYSET_PREFIX}` labels",
+                    OWN_LABELS.map(|k| format!("`{k}`")).join(", ")
+                ),
+            );
+        }
+        if !formats::is_label_value(value) {
+            c.error(
+                &path,
+                format!("`{value}` is not a Kubernetes label value"),
+                "empty, or at most 63 letters, digits, `-`, `_` or `.`, starting and ending \
+                 with a letter or digit",
+            );
+        }
+    }
 }
 
 fn external_dns(c: &mut Checker, e: &ExternalDns, domain: &str) {
