@@ -175,6 +175,66 @@ pub fn judge_helm_release(hr: &DynamicObject) -> Health {
     }
 }
 
+/// Judges a HelmRelease together with the HelmChart helm-controller made for it
+/// (`status.helmChart`), when that chart is known.
+///
+/// A chart source-controller has given up on (Stalled: no such chart version, a chart
+/// reference that cannot resolve) leaves the release at Ready=False `SourceNotReady` for
+/// good: helm-controller keeps waiting for the chart and never fails the release itself.
+/// The chart's verdict counts only once helm-controller has seen the release's current
+/// generation (it updates the chart before it checks it) and handled any reconcile
+/// request, and only for the chart's own current generation.
+pub fn judge_helm_release_with_chart(hr: &DynamicObject, chart: Option<&DynamicObject>) -> Health {
+    let health = judge_helm_release(hr);
+    let Some(chart) = chart else { return health };
+    if !matches!(health, Health::Progressing { .. }) {
+        return health;
+    }
+    let status = &hr.data["status"];
+    let generation = hr.metadata.generation.unwrap_or(0);
+    let waits_on_chart = condition(status, "Ready").is_some_and(|r| {
+        r.status == "False"
+            && r.reason == SOURCE_NOT_READY
+            && r.observed_generation
+                .or(status["observedGeneration"].as_i64())
+                .is_some_and(|g| g >= generation)
+    });
+    let pending_request = hr
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION))
+        .is_some_and(|r| status["lastHandledReconcileAt"].as_str() != Some(r.as_str()));
+    if !waits_on_chart || pending_request {
+        return health;
+    }
+    let chart_status = &chart.data["status"];
+    let chart_generation = chart.metadata.generation.unwrap_or(0);
+    match condition(chart_status, "Stalled") {
+        Some(stalled)
+            if stalled.status == "True"
+                && stalled
+                    .observed_generation
+                    .or(chart_status["observedGeneration"].as_i64())
+                    .is_some_and(|g| g >= chart_generation) =>
+        {
+            Health::failed(
+                or(stalled.reason, "Stalled"),
+                format!(
+                    "source-controller gave up on HelmChart {}/{}: {}",
+                    chart.metadata.namespace.as_deref().unwrap_or_default(),
+                    chart.metadata.name.as_deref().unwrap_or_default(),
+                    stalled.message
+                ),
+            )
+        }
+        _ => health,
+    }
+}
+
+/// helm-controller's Ready reason while the release's chart source is not ready.
+const SOURCE_NOT_READY: &str = "SourceNotReady";
+
 /// helm-controller's own rule (api/v2 `RetriesExhausted`): the remediation of the last
 /// attempted action (install or upgrade) allows `retries` retries, a negative number
 /// meaning unlimited, and is exhausted once the failures exceed them. The RetryOnFailure
@@ -699,6 +759,74 @@ mod tests {
         let status = json!({"conditions": [cond("Ready", "Unknown", "Progressing", "", 1)]});
         let h = judge_helm_release(&hr(1, json!({"suspend": true}), status));
         assert_eq!(failed(&h).0, "Suspended");
+    }
+
+    fn chart(generation: i64, conditions: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+            "metadata": {"name": "ns-external-dns", "namespace": "ns", "generation": generation},
+            "status": {"observedGeneration": generation, "conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn helm_release_waiting_on_a_stalled_chart_fails_with_the_chart_message() {
+        let waiting = hr(
+            2,
+            json!({}),
+            json!({"conditions": [cond("Ready", "False", "SourceNotReady",
+                "HelmChart 'ns/ns-external-dns' is not ready: invalid chart reference", 2)]}),
+        );
+        let stalled = chart(
+            3,
+            json!([cond(
+                "Stalled",
+                "True",
+                "InvalidChartReference",
+                "invalid chart reference: no 'external-dns' chart with version matching '9.9.9' found",
+                3
+            )]),
+        );
+        let verdict = judge_helm_release_with_chart(&waiting, Some(&stalled));
+        let (reason, message) = failed(&verdict);
+        assert_eq!(reason, "InvalidChartReference");
+        assert!(
+            message.contains("HelmChart ns/ns-external-dns"),
+            "{message}"
+        );
+        assert!(message.contains("'9.9.9'"), "{message}");
+
+        // Without the chart, or with the chart's verdict for an older spec, keep waiting.
+        assert!(matches!(
+            judge_helm_release_with_chart(&waiting, None),
+            Health::Progressing { .. }
+        ));
+        let outdated = chart(
+            4,
+            json!([cond("Stalled", "True", "InvalidChartReference", "old", 3)]),
+        );
+        assert!(matches!(
+            judge_helm_release_with_chart(&waiting, Some(&outdated)),
+            Health::Progressing { .. }
+        ));
+        // A release helm-controller has not seen in its new generation may get a new chart.
+        let unseen = hr(
+            3,
+            json!({}),
+            json!({"conditions": [cond("Ready", "False", "SourceNotReady", "m", 2)]}),
+        );
+        assert!(matches!(
+            judge_helm_release_with_chart(&unseen, Some(&stalled)),
+            Health::Progressing { .. }
+        ));
+        // A ready release is ready whatever its chart says.
+        let ready = hr(
+            2,
+            json!({}),
+            json!({"conditions": [cond("Ready", "True", "InstallSucceeded", "", 2)]}),
+        );
+        assert!(judge_helm_release_with_chart(&ready, Some(&stalled)).is_ready());
     }
 
     fn deployment(v: Value) -> Deployment {

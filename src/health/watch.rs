@@ -30,7 +30,8 @@ use tokio::time::Instant;
 use super::clock::{Budget, WaitClock};
 use super::diagnose::{Diagnosis, MAX_PODS, NOT_READY, Subject, diagnose, error_text};
 use super::judge::{
-    Health, combine, judge_deployment, judge_helm_release, judge_pod, judge_pods, pod_symptom,
+    Health, combine, judge_deployment, judge_helm_release_with_chart, judge_pod, judge_pods,
+    pod_symptom,
 };
 use crate::exit::Exit;
 use crate::retry::{Class, RetryPolicy, classify};
@@ -393,6 +394,15 @@ pub(crate) fn helm_release_resource() -> ApiResource {
     ))
 }
 
+/// The HelmCharts helm-controller makes from a HelmRelease's chart template.
+fn helm_chart_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "HelmChart",
+    ))
+}
+
 enum ObjectStore {
     Deployment(Store<Deployment>),
     HelmRelease(Store<DynamicObject>),
@@ -410,9 +420,12 @@ struct Engine<'a> {
     client: Client,
     targets: &'a [Target],
     opts: &'a WaitOptions,
-    /// Stream `i` < targets.len() feeds `objects[i]`; the rest feed `pods` in order.
+    /// Stream `i` < targets.len() feeds `objects[i]`; the next ones feed `pods` in order,
+    /// the last ones `charts`.
     objects: Vec<ObjectStore>,
     pods: Vec<(String, Store<Pod>)>,
+    /// HelmCharts by namespace, for the HelmRelease targets.
+    charts: Vec<(String, Store<DynamicObject>)>,
     synced: Vec<bool>,
     /// When each current pod symptom was first seen, by "uid/container/reason".
     symptoms: HashMap<String, Instant>,
@@ -470,6 +483,19 @@ impl<'a> Engine<'a> {
                 opts,
             ));
         }
+        let mut charts: Vec<(String, Store<DynamicObject>)> = Vec::new();
+        for t in targets.iter().filter(|t| t.kind == TargetKind::HelmRelease) {
+            if charts.iter().any(|(n, _)| *n == t.namespace) {
+                continue;
+            }
+            let ar = helm_chart_resource();
+            let writer = Writer::<DynamicObject>::new(ar.clone());
+            charts.push((t.namespace.clone(), writer.as_reader()));
+            let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+            let api = Api::namespaced_with(client.clone(), &t.namespace, &ar);
+            let id = targets.len() + pods.len() + charts.len() - 1;
+            streams.push(watch_stream(id, api, config, writer, opts));
+        }
         let engine = Engine {
             client: client.clone(),
             targets,
@@ -477,6 +503,7 @@ impl<'a> Engine<'a> {
             synced: vec![false; streams.len()],
             objects,
             pods,
+            charts,
             symptoms: HashMap::new(),
             last_emitted: vec![None; targets.len()],
             ready_at: vec![None; targets.len()],
@@ -570,7 +597,10 @@ impl<'a> Engine<'a> {
                 let Some(hr) = find(store, &target.name) else {
                     return not_created();
                 };
-                (judge_helm_release(&hr), selection(&target.pods))
+                (
+                    judge_helm_release_with_chart(&hr, self.chart_of(&hr).as_deref()),
+                    selection(&target.pods),
+                )
             }
         };
         let (Some(selector), Some(ns)) = (selector, pod_namespace(target)) else {
@@ -715,10 +745,23 @@ impl<'a> Engine<'a> {
     }
 
     fn stream_name(&self, id: usize) -> String {
+        let pods = id.saturating_sub(self.targets.len());
         match self.targets.get(id) {
             Some(t) => t.resource(),
-            None => format!("Pods in {}", self.pods[id - self.targets.len()].0),
+            None => match self.pods.get(pods) {
+                Some((ns, _)) => format!("Pods in {ns}"),
+                None => format!("HelmCharts in {}", self.charts[pods - self.pods.len()].0),
+            },
         }
+    }
+
+    /// The HelmChart named in the release's `status.helmChart` (`namespace/name`), once
+    /// its namespace's watch has synced.
+    fn chart_of(&self, hr: &DynamicObject) -> Option<Arc<DynamicObject>> {
+        let (ns, name) = hr.data["status"]["helmChart"].as_str()?.split_once('/')?;
+        let first = self.targets.len() + self.pods.len();
+        let (k, (_, store)) = self.charts.iter().enumerate().find(|(_, (n, _))| n == ns)?;
+        self.synced[first + k].then(|| find(store, name)).flatten()
     }
 
     fn on_watch_error(
