@@ -1,5 +1,10 @@
-//! Playing Flux's helm-controller in the test world, which runs no Flux controllers: the
-//! tests write HelmRelease status the way helm-controller does.
+//! Flux in the test world. The world runs the real source-controller and helm-controller as
+//! a Flux shard: they act only on objects labelled `SHARD_LABEL: SHARD`
+//! (`chain_sovereign_file` gives a Sovereign whose kit carries it). Every other kit is left
+//! to tests that play helm-controller themselves, writing HelmRelease status the way
+//! helm-controller does (`write_release_status`).
+
+use std::path::{Path, PathBuf};
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -49,4 +54,45 @@ pub async fn write_release_status(
     )
     .await
     .expect("write HelmRelease status");
+}
+
+/// The label, and its value, that put objects in the world's Flux shard (scripts/testenv).
+pub const SHARD_LABEL: &str = "sharding.fluxcd.io/key";
+pub const SHARD: &str = "catalyst-flux-chain";
+
+/// The world's Sovereign for the real Flux chain (`CATALYST_FLUX_SPEC`: in the shard, its
+/// chart from the world's loopback Helm repository), renamed to `name`, in namespace and
+/// domain `name.<zone>` of its own, with `chart_version` pinned when given; written to
+/// `dir/sovereign.yaml`.
+pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>) -> PathBuf {
+    let source = match std::env::var("CATALYST_FLUX_SPEC") {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "CATALYST_FLUX_SPEC is not set: these tests need the local test world with its Flux \
+             controllers. Start it with `scripts/testenv up` and load its environment with \
+             `eval \"$(scripts/testenv env)\"`, or run `scripts/test`."
+        ),
+    };
+    let text = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("reading {source}: {e}; is the test world still up?"));
+    assert!(
+        text.contains(&format!("{SHARD_LABEL}: {SHARD}")),
+        "{source} does not put the kit in the Flux shard"
+    );
+    let mut text = text
+        .replace("  name: local", &format!("  name: {name}"))
+        .replace("  domain: ", &format!("  domain: {name}."))
+        .replace(
+            "  externalDns:\n",
+            &format!("  externalDns:\n    namespace: {name}\n"),
+        );
+    if let Some(version) = chart_version {
+        text = text.replace(
+            "      repository: ",
+            &format!("      version: {version}\n      repository: "),
+        );
+    }
+    let path = dir.join("sovereign.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
 }

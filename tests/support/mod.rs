@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
+pub mod pod_runner;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,305 @@
+//! The whole chain with the real parts: `up` applies the kit, the real source-controller
+//! fetches the upstream external-dns chart from the world's loopback Helm repository, the
+//! real helm-controller installs it with the rendered values, kwok runs the pods and the
+//! pod runner runs the real external-dns with the arguments and environment Helm rendered
+//! into the Deployment, which writes the records into PowerDNS. Nothing here writes
+//! HelmRelease status: Flux does.
+
+mod support;
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Namespace, Probe, Secret};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Api;
+use serde_json::json;
+use support::pod_runner::{PodRunner, RunnerConfig};
+use support::{World, delete_namespace, dns_query, flux, lb_service, unique};
+
+/// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
+/// and install happen inside this bound.
+const TIMEOUT: &str = "5m";
+const POD_SELECTOR: &str =
+    "app.kubernetes.io/name=external-dns,app.kubernetes.io/instance=external-dns";
+
+async fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
+        .args(args)
+        .arg("--spec")
+        .arg(spec)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("catalyst-bootstrap runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The namespace with the PowerDNS API key Secret the kit refers to, as an operator
+/// provides it before `up`.
+async fn namespace_with_api_key(world: &World, client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .expect("create namespace");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "powerdns-api"},
+        "stringData": {"api-key": world.pdns_api_key},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), name)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("create the PowerDNS API key Secret");
+}
+
+fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> PodRunner {
+    PodRunner::start(
+        client.clone(),
+        RunnerConfig {
+            namespace: ns.to_owned(),
+            selector: POD_SELECTOR.to_owned(),
+            binary: world.external_dns_bin.clone(),
+            kubeconfig: world.kubeconfig.clone(),
+            work_dir: dir.join("pods"),
+        },
+    )
+}
+
+/// The controllers' own logs, for a failure message.
+fn controller_logs() -> String {
+    let Ok(state) = std::env::var("CATALYST_TESTENV_DIR") else {
+        return String::new();
+    };
+    ["source-controller", "helm-controller"]
+        .iter()
+        .map(|c| {
+            let log = std::fs::read_to_string(format!("{state}/logs/{c}.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            format!(
+                "--- {c} (last lines)\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn probe_of(container: &Container, liveness: bool) -> &Probe {
+    let probe = if liveness {
+        &container.liveness_probe
+    } else {
+        &container.readiness_probe
+    };
+    probe.as_ref().expect("the probe is rendered")
+}
+
+#[tokio::test]
+async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_records() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("chain");
+    let spec = flux::chain_sovereign_file(dir.path(), &name, None);
+    let zone = format!("{name}.{}", world.pdns_zone);
+    world.pdns().create_zone(&zone).await;
+    namespace_with_api_key(&world, &client, &name).await;
+    let hostname = format!("api.{zone}");
+    lb_service(&client, &name, "api", &hostname, "192.0.2.44").await;
+    let pods = runner(&world, &client, &name, dir.path());
+
+    let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
+    let context = || {
+        format!(
+            "stdout:\n{stdout}\nstderr:\n{stderr}\n{}\n--- external-dns\n{}",
+            controller_logs(),
+            pods.logs()
+        )
+    };
+    assert_eq!(code, 0, "{}", context());
+    assert!(
+        stdout.contains(&format!("ready         HelmRelease {name}/external-dns")),
+        "{}",
+        context()
+    );
+    assert!(
+        stdout.contains(&format!("in dns        {hostname} A")),
+        "{}",
+        context()
+    );
+
+    // Flux made the HelmChart from the release and source-controller fetched it from the
+    // loopback repository.
+    let release = flux::helm_releases(&client, &name)
+        .get("external-dns")
+        .await
+        .unwrap();
+    let status = &release.data["status"];
+    assert_eq!(status["helmChart"], format!("{name}/{name}-external-dns"));
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(ready["status"], "True", "{ready}");
+    assert_eq!(
+        status["history"][0]["chartVersion"], "1.21.1",
+        "the pinned chart version is installed: {status}"
+    );
+
+    // The Deployment Helm created from the chart with the rendered values.
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &name)
+        .get("external-dns")
+        .await
+        .expect("Helm created the Deployment");
+    let labels = deployment.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(labels["helm.sh/chart"], "external-dns-1.21.1");
+    assert_eq!(labels["catalyst.openova.io/sovereign"], name);
+    let pod_spec = deployment.spec.unwrap().template.spec.unwrap();
+    let container = pod_spec
+        .containers
+        .iter()
+        .find(|c| c.name == "external-dns")
+        .expect("the external-dns container");
+    let liveness = probe_of(container, true);
+    assert_eq!(liveness.initial_delay_seconds, Some(180));
+    assert_eq!(liveness.period_seconds, Some(30));
+    assert_eq!(liveness.failure_threshold, Some(3));
+    let readiness = probe_of(container, false);
+    assert_eq!(readiness.initial_delay_seconds, Some(30));
+    for probe in [liveness, readiness] {
+        let http = probe.http_get.as_ref().expect("an httpGet probe");
+        assert_eq!(http.path.as_deref(), Some("/healthz"));
+        assert_eq!(http.port, IntOrString::String("http".into()));
+    }
+    let args = container.args.clone().unwrap_or_default();
+    for expected in [
+        "--txt-owner-id=openova".to_owned(),
+        "--txt-prefix=_externaldns.".to_owned(),
+        "--kube-api-request-timeout=120s".to_owned(),
+        "--source=service".to_owned(),
+        "--source=gateway-httproute".to_owned(),
+        "--source=gateway-grpcroute".to_owned(),
+        "--provider=pdns".to_owned(),
+        "--registry=txt".to_owned(),
+        format!("--domain-filter={zone}"),
+        format!("--pdns-server={}", world.pdns_api_url),
+    ] {
+        assert!(args.contains(&expected), "{expected} in {args:?}");
+    }
+    assert!(
+        !args.iter().any(|a| a.contains(&world.pdns_api_key)),
+        "the API key is never an argument"
+    );
+    let key_ref = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "EXTERNAL_DNS_PDNS_API_KEY")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("the API key comes from a Secret");
+    assert_eq!(
+        (key_ref.name.as_str(), key_ref.key.as_str()),
+        ("powerdns-api", "api-key")
+    );
+
+    // The records, with our ownership, were written by the external-dns the pod runner ran
+    // from that Deployment, and PowerDNS answers them authoritatively.
+    let pdns = world.pdns();
+    assert_eq!(
+        pdns.rrset(&zone, &format!("{hostname}."), "A").await,
+        ["192.0.2.44"]
+    );
+    let mut owners = pdns
+        .rrset(&zone, &format!("_externaldns.{hostname}."), "TXT")
+        .await;
+    owners.extend(
+        pdns.rrset(&zone, &format!("_externaldns.a-{hostname}."), "TXT")
+            .await,
+    );
+    assert!(
+        owners
+            .iter()
+            .any(|t| t.contains("external-dns/owner=openova")),
+        "ownership TXT: {owners:?}"
+    );
+    let (answer, authoritative) = dns_query(
+        world.pdns_dns_addr,
+        &format!("{hostname}."),
+        hickory_proto::rr::RecordType::A,
+    )
+    .await;
+    assert_eq!(answer, ["192.0.2.44"]);
+    assert!(authoritative);
+    let external_dns_log = pods.logs();
+    assert!(
+        external_dns_log.contains(&hostname),
+        "the pod runner's external-dns wrote the record:\n{external_dns_log}"
+    );
+
+    // A rerun is safe and quick: nothing changes, the release is already Ready.
+    let (code, stdout, stderr) = run(&["up", "--timeout", "60s"], &spec).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("unchanged").count(), 5, "{stdout}");
+
+    pods.stop().await;
+    delete_namespace(&client, &name).await;
+}
+
+#[tokio::test]
+async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair_recovers() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("chain-bad");
+    let spec = flux::chain_sovereign_file(dir.path(), &name, Some("9.9.9"));
+    namespace_with_api_key(&world, &client, &name).await;
+
+    // source-controller gives up on the chart (Stalled) while helm-controller keeps
+    // waiting for it: `up` fails as a workload failure with source-controller's message
+    // instead of waiting out its timeout.
+    let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
+    let context = format!(
+        "stdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        controller_logs()
+    );
+    assert_eq!(code, 4, "{context}");
+    assert!(
+        stderr.contains("no 'external-dns' chart with version matching '9.9.9' found"),
+        "Flux's own message is shown: {context}"
+    );
+    assert!(stderr.contains("InvalidChartReference"), "{context}");
+    assert!(!stderr.contains("timed out"), "{context}");
+
+    // Fixed spec (the pinned version): `repair` applies it and Flux recovers.
+    let spec = flux::chain_sovereign_file(dir.path(), &name, None);
+    let (code, stdout, stderr) = run(&["repair", "--timeout", TIMEOUT], &spec).await;
+    assert_eq!(
+        code,
+        0,
+        "stdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        controller_logs()
+    );
+    assert!(
+        stdout.contains(&format!("ready         HelmRelease {name}/external-dns")),
+        "{stdout}"
+    );
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &name)
+        .get("external-dns")
+        .await
+        .expect("Helm created the Deployment after the fix");
+    assert_eq!(
+        deployment.metadata.labels.unwrap_or_default()["helm.sh/chart"],
+        "external-dns-1.21.1"
+    );
+
+    delete_namespace(&client, &name).await;
+}
