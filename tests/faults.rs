@@ -5,7 +5,7 @@
 //! (retries counted), and a request rate within the budget README.md documents.
 //!
 //! Scenarios that stop a world process (apiserver frozen or restarted, PowerDNS stopped)
-//! hold the world exclusively; the others share it and run concurrently.
+//! hold the world exclusively; the others share it and run concurrently, in one test.
 //!
 //! Each scenario prints one `fault-matrix {json}` line (`cargo test --test faults --
 //! --nocapture`), the source of the table in docs/reliability.md.
@@ -366,10 +366,13 @@ fn report(scenario: &str, injected: &str, run: &Run, proxy: Option<ProxyStats>) 
             "{scenario}: {} requests within 10 s, over the budget of {BUDGET_PER_10S}",
             p.peak_per_10s
         );
-        // Honest counts: every request the proxy saw, watches included, was counted.
-        assert_eq!(
-            requests, p.requests,
-            "{scenario}: the requests the tool counted and those the apiserver side saw"
+        // Honest counts: every request the proxy saw, watches included, was counted. A
+        // request written onto a connection as it breaks counts as sent but never arrives:
+        // allow a couple of those, never fewer counted than seen.
+        assert!(
+            (p.requests..=p.requests + 2).contains(&requests),
+            "{scenario}: the tool counted {requests} requests, the apiserver side saw {}",
+            p.requests
         );
     }
     let line = json!({
@@ -516,9 +519,7 @@ async fn the_apiserver_restarted_during_apply() {
     s.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_of_all_requests_answered_429_or_503_for_two_minutes() {
-    let _world = WORLD.read().await;
     let s = Scenario::new("fault-storm").await;
     let storm = SECS(120);
     let (proxy, kubeconfig) = s
@@ -549,6 +550,38 @@ async fn half_of_all_requests_answered_429_or_503_for_two_minutes() {
     report(
         "half of all requests answered 429 or 503 for 2 min",
         "fault proxy: 25% 429 (Retry-After 1), 25% 503 (plain text), 120 s",
+        &run,
+        Some(stats),
+    );
+    s.cleanup().await;
+}
+
+async fn connections_reset_black_holed_and_slowed_for_40s() {
+    let s = Scenario::new("fault-reset").await;
+    let rough = SECS(40);
+    let (proxy, kubeconfig) = s
+        .proxy(vec![
+            Window::new(SECS(0), rough, Fault::Reset).ratio(0.3),
+            Window::new(SECS(0), rough, Fault::BlackHole).ratio(0.1),
+            Window::new(SECS(0), rough, Fault::Latency(Duration::from_millis(500))).ratio(0.2),
+        ])
+        .await;
+    let started = Instant::now();
+    let up = s.up(&kubeconfig);
+    up.until("the wait", phase("wait")).await;
+    tokio::time::sleep(rough.saturating_sub(started.elapsed() + SECS(5))).await;
+    s.install_like_flux_and_helm().await;
+    s.external_dns().await;
+    let run = up.finish().await;
+    run.assert_succeeded();
+    let retries = run.assert_retries_honest();
+    let stats = proxy.stats();
+    assert!(stats.resets > 0 && stats.latency > 0, "{stats:?}");
+    assert!(retries > 0, "resets cost retries");
+    s.assert_kit_exactly_once().await;
+    report(
+        "connections reset, black-holed and slowed for 40 s",
+        "fault proxy: 30% reset, 10% never answered, 20% 500 ms latency, 40 s",
         &run,
         Some(stats),
     );
@@ -590,9 +623,7 @@ async fn powerdns_stopped_for_30s_during_dns_verification() {
     s.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_dns_starting_late() {
-    let _world = WORLD.read().await;
     let s = Scenario::new("fault-late").await;
     let (proxy, kubeconfig) = s.proxy(vec![]).await;
     let up = s.up(&kubeconfig);
@@ -779,9 +810,7 @@ impl TinyApiserver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_429s_from_tiny_in_flight_limits_under_load() {
-    let _world = WORLD.read().await;
     let s = Scenario::new("fault-inflight").await;
     let tiny = tiny_apiserver(&s.world, &s.client).await;
     let upstream = Upstream {
@@ -829,7 +858,8 @@ async fn real_429s_from_tiny_in_flight_limits_under_load() {
         e["phase"] == "retry" && e["message"].as_str().unwrap_or("").contains("429")
     })
     .await;
-    // The load stops once the tool has met real throttling; the release then comes.
+    // The whole apply runs under the load; it stops once the wait has begun.
+    up.until("the wait", phase("wait")).await;
     for task in load {
         task.abort();
     }
@@ -848,4 +878,17 @@ async fn real_429s_from_tiny_in_flight_limits_under_load() {
         Some(proxy.stats()),
     );
     s.cleanup().await;
+}
+
+/// The scenarios that share the world, run at once: the test harness runs only as many
+/// tests at a time as there are cores, and these spend their time waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttling_resets_and_a_late_external_dns_at_once() {
+    let _world = WORLD.read().await;
+    tokio::join!(
+        half_of_all_requests_answered_429_or_503_for_two_minutes(),
+        connections_reset_black_holed_and_slowed_for_40s(),
+        real_429s_from_tiny_in_flight_limits_under_load(),
+        external_dns_starting_late(),
+    );
 }
