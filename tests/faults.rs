@@ -892,3 +892,49 @@ async fn throttling_resets_and_a_late_external_dns_at_once() {
         external_dns_starting_late(),
     );
 }
+
+/// The proxy itself: HTTP/2 as well as HTTP/1.1 (kube speaks the latter), and faults
+/// answered and counted as scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_speaks_http2_and_injects_what_it_is_told() {
+    let _world = WORLD.read().await;
+    let world = World::from_env();
+    let proxy = FaultProxy::start(
+        Upstream::world(&world),
+        vec![Window::new(
+            SECS(0),
+            SECS(600),
+            Fault::Status429 { retry_after: 3 },
+        )],
+    )
+    .await;
+    let ca = std::fs::read(world.pki_dir().join("ca.crt")).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://{}/version", proxy.addr);
+    let throttled = http
+        .get(&url)
+        .send()
+        .await
+        .expect("an answer through the proxy");
+    assert_eq!(throttled.version(), reqwest::Version::HTTP_2);
+    assert_eq!(throttled.status().as_u16(), 429);
+    assert_eq!(throttled.headers()["retry-after"], "3");
+
+    proxy.set_schedule(vec![]);
+    let version: Value = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .expect("forwarded to the apiserver as the world's admin")
+        .json()
+        .await
+        .unwrap();
+    assert!(version["gitVersion"].as_str().unwrap().starts_with("v1."));
+    let stats = proxy.stats();
+    assert_eq!((stats.requests, stats.status_429), (2, 1), "{stats:?}");
+}
