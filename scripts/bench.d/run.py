@@ -1,0 +1,652 @@
+"""Side-by-side runs of one job on one apiserver: apply the external-dns kit and wait
+until it is ready, with catalyst-bootstrap, kubectl, Helm and kapp.
+
+Every tool talks to the apiserver as its own user (a client certificate signed by the
+world's CA, group bench-tools, bound to cluster-admin), so the apiserver's audit log
+attributes each request to exactly one tool. Pod readiness is observed by a watcher of
+our own (as the world's admin, so it is never counted or throttled).
+
+Called by scripts/bench; writes one JSON object per run to --results.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+TOOLS = ["catalyst-bootstrap", "kubectl", "helm", "kapp"]
+USERS = {t: f"bench-{t}" for t in TOOLS}
+LOAD_USER = "bench-load"
+GROUP = "bench-tools"
+TIMEOUT = "10m"
+# The storm's load: LISTs of this many 20 kB ConfigMaps (about 20 MB each).
+LOAD_OBJECTS = 1000
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class World:
+    """The running test world: paths, the apiserver and the admin's TLS identity."""
+
+    def __init__(self, state, work, bins):
+        self.state = Path(state)
+        self.work = Path(work)
+        self.bins = bins
+        self.pki = self.state / "pki"
+        kc = yaml.safe_load((self.state / "kubeconfig").read_text())
+        server = kc["clusters"][0]["cluster"]["server"]
+        self.host, self.port = server.removeprefix("https://").split(":")
+        self.server = server
+        self.env = dict(os.environ)
+        for line in (self.state / "env").read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                k, v = line[len("export "):].split("=", 1)
+                self.env[k] = v
+        self.audit_log = self.work / "audit.log"
+        self.audit_offset = self.audit_log.stat().st_size if self.audit_log.exists() else 0
+
+    def tls(self, user="admin"):
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        if user == "admin":
+            ctx.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")
+        else:
+            ctx.load_cert_chain(self.work / f"{user}.crt", self.work / f"{user}.key")
+        return ctx
+
+    def conn(self, user="admin", timeout=30):
+        return http.client.HTTPSConnection(self.host, int(self.port), context=self.tls(user), timeout=timeout)
+
+    def kubectl(self, *args, kubeconfig=None, check=True, input=None):
+        cmd = [self.bins["kubectl"], f"--kubeconfig={kubeconfig or self.state / 'kubeconfig'}", *args]
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, env=self.env)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[2:])}: {r.stderr.strip()}")
+        return r
+
+    def apiserver_pid(self):
+        return int((self.state / "pids" / "kube-apiserver.pid").read_text())
+
+    # ------------------------------------------------------------ identities
+
+    def make_identities(self):
+        """One client certificate and kubeconfig per tool (and one for the load)."""
+        for user in [*USERS.values(), LOAD_USER]:
+            key, crt = self.work / f"{user}.key", self.work / f"{user}.crt"
+            # A certificate from an earlier world's CA is useless: mint one per run of the bench.
+            if not crt.exists() or crt.stat().st_mtime < (self.pki / "ca.crt").stat().st_mtime:
+                csr = self.work / f"{user}.csr"
+                ext = self.work / "client.ext"
+                ext.write_text("extendedKeyUsage=clientAuth\n")
+                run_ok(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", key, "-out", csr, "-subj", f"/O={GROUP}/CN={user}"])
+                run_ok(["openssl", "x509", "-req", "-in", csr, "-CA", self.pki / "ca.crt", "-CAkey",
+                        self.pki / "ca.key", "-CAcreateserial", "-days", "7", "-extfile", ext, "-out", crt])
+            kc = yaml.safe_load((self.state / "kubeconfig").read_text())
+            kc["users"] = [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}]
+            kc["contexts"] = [{"name": "bench", "context": {"cluster": "testenv", "user": user}}]
+            kc["current-context"] = "bench"
+            path = self.kubeconfig(user)
+            path.write_text(yaml.safe_dump(kc))
+            path.chmod(0o600)
+        self.kubectl("apply", "--server-side", "-f", "-", input=f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: bench-tools}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {GROUP}}}]
+""")
+
+    def kubeconfig(self, user):
+        return self.work / f"kubeconfig-{user}"
+
+    # ------------------------------------------------------------ audit log
+
+    def audit_events(self):
+        """Audit events written since the previous call."""
+        events = []
+        if not self.audit_log.exists():
+            return events
+        with open(self.audit_log, "rb") as f:
+            f.seek(self.audit_offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.audit_offset += end
+        for line in data[:end].splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return events
+
+    # ------------------------------------------------------------ kwok
+
+    def pod_ready_delay(self, seconds):
+        """Pods turn Ready `seconds` after they are scheduled (kwok's pod-ready Stage)."""
+        patch = {"spec": {"delay": {"durationMilliseconds": int(seconds * 1000)}}} if seconds else \
+            {"spec": {"delay": None}}
+        self.kubectl("patch", "stage", "pod-ready", "--type=merge", "-p", json.dumps(patch))
+
+
+def run_ok(cmd):
+    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+
+
+def parse_ts(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+class PodWatcher(threading.Thread):
+    """Watches the pods of one namespace; remembers when they last all turned Ready
+    (client receive time, wall clock)."""
+
+    def __init__(self, world, ns):
+        super().__init__(daemon=True)
+        self.world, self.ns = world, ns
+        self.pods = {}
+        self.all_ready_at = None
+        self.first_pod_at = None
+        self.stop = threading.Event()
+        self.started = threading.Event()
+
+    def run(self):
+        rv = None
+        while not self.stop.is_set():
+            try:
+                c = self.world.conn(timeout=5)
+                q = "watch=1&allowWatchBookmarks=true" + (f"&resourceVersion={rv}" if rv else "")
+                c.request("GET", f"/api/v1/namespaces/{self.ns}/pods?{q}",
+                          headers={"User-Agent": "catalyst-bench-watcher"})
+                r = c.getresponse()
+                self.started.set()
+                while not self.stop.is_set():
+                    try:
+                        line = r.readline()
+                    except TimeoutError:
+                        continue
+                    if not line:
+                        break
+                    now = time.time()
+                    ev = json.loads(line)
+                    obj = ev.get("object", {})
+                    if ev.get("type") == "ERROR":
+                        rv = None
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if ev.get("type") == "BOOKMARK":
+                        continue
+                    self.observe(ev["type"], obj, now)
+            except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                time.sleep(0.2)
+
+    def observe(self, kind, pod, now):
+        name = pod["metadata"]["name"]
+        was = self.all_ready()
+        if kind == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+            self.pods.pop(name, None)
+        else:
+            if self.first_pod_at is None:
+                self.first_pod_at = now
+            conds = pod.get("status", {}).get("conditions") or []
+            self.pods[name] = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+        if self.all_ready() and not was:
+            self.all_ready_at = now
+
+    def all_ready(self):
+        return bool(self.pods) and all(self.pods.values())
+
+
+class FluxStandIn(threading.Thread):
+    """For a world without Flux's controllers: does what source-controller and
+    helm-controller would for the run's kit, as the world's admin (so never counted):
+    marks the chart source Ready, installs the chart with Helm and waits for it, then
+    writes the HelmRelease's status for its generation."""
+
+    def __init__(self, world, ns, release, kit_dir, rundir):
+        super().__init__(daemon=True)
+        self.world, self.ns, self.release, self.kit_dir, self.rundir = world, ns, release, kit_dir, rundir
+        self.stop = threading.Event()
+
+    def status(self, kind, name, generation, reason):
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {"status": {"observedGeneration": generation, "conditions": [
+            {"type": "Ready", "status": "True", "reason": reason, "message": "stand-in",
+             "observedGeneration": generation, "lastTransitionTime": now}]}}
+        self.world.kubectl("patch", kind, name, "-n", self.ns, "--subresource=status", "--type=merge",
+                           "-p", json.dumps(patch), check=False)
+
+    def run(self):
+        while not self.stop.is_set():
+            r = self.world.kubectl("get", "helmrelease", self.release, "-n", self.ns, "-o", "json", check=False)
+            if r.returncode == 0:
+                break
+            self.stop.wait(0.2)
+        if self.stop.is_set():
+            return
+        src = yaml.safe_load((self.kit_dir / "11-chart-source.yaml").read_text())
+        self.status(src["kind"].lower(), src["metadata"]["name"], 1, "Succeeded")
+        chart = helm_chart(self.kit_dir)
+        values = self.rundir / "stand-in-values.yaml"
+        values.write_text(yaml.safe_dump(chart["values"]))
+        cmd = [self.world.bins["helm"], "upgrade", "--install", self.release, chart["ref"], "--version",
+               chart["version"], "--kubeconfig", str(self.world.state / "kubeconfig"), "-n", self.ns,
+               "-f", str(values), "--wait", "--timeout", TIMEOUT]
+        if chart.get("repo"):
+            cmd += ["--repo", chart["repo"]]
+        with open(self.rundir / "stand-in.log", "ab") as f:
+            if subprocess.run(cmd, stdout=f, stderr=f, env=self.world.env).returncode != 0:
+                return
+        generation = json.loads(self.world.kubectl("get", "helmrelease", self.release, "-n", self.ns, "-o",
+                                                   "json").stdout)["metadata"]["generation"]
+        self.status("helmrelease", self.release, generation, "InstallSucceeded")
+
+
+class StormLoad:
+    """Keeps the bench-tools priority level saturated: heavy LISTs as the load user."""
+
+    def __init__(self, world, threads=12):
+        self.world, self.threads = world, threads
+        self.stop = threading.Event()
+        self.workers = []
+
+    def start(self):
+        for _ in range(self.threads):
+            t = threading.Thread(target=self.loop, daemon=True)
+            t.start()
+            self.workers.append(t)
+
+    def loop(self):
+        c = None
+        while not self.stop.is_set():
+            try:
+                if c is None:
+                    c = self.world.conn(LOAD_USER, timeout=10)
+                c.request("GET", "/api/v1/namespaces/bench-load/configmaps",
+                          headers={"User-Agent": "catalyst-bench-load"})
+                r = c.getresponse()
+                r.read()
+            except (OSError, http.client.HTTPException):
+                c = None
+                time.sleep(0.05)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.workers:
+            t.join(timeout=15)
+
+
+STORM_OBJECTS = f"""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {{name: bench-storm}}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {{type: Reject}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {{name: bench-storm}}
+spec:
+  priorityLevelConfiguration: {{name: bench-storm}}
+  matchingPrecedence: 100
+  distinguisherMethod: {{type: ByUser}}
+  rules:
+  - subjects: [{{kind: Group, group: {{name: {GROUP}}}}}]
+    resourceRules: [{{verbs: ["*"], apiGroups: ["*"], resources: ["*"], namespaces: ["*"], clusterScope: true}}]
+    nonResourceRules: [{{verbs: ["*"], nonResourceURLs: ["*"]}}]
+"""
+
+
+def prepare_storm(world):
+    """A namespace of large ConfigMaps to LIST, so each load request is heavy."""
+    world.kubectl("create", "namespace", "bench-load", check=False)
+    have = world.kubectl("get", "configmaps", "-n", "bench-load", "--no-headers", check=False).stdout.count("\n")
+    if have < LOAD_OBJECTS:
+        blob = "x" * 20000
+        docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"load-{i:04d}", "namespace": "bench-load"},
+                 "data": {"blob": blob}} for i in range(LOAD_OBJECTS)]
+        world.kubectl("apply", "--server-side", "-f", "-",
+                      input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+
+
+# ---------------------------------------------------------------- one run
+
+
+class Arm:
+    """One tool's way of doing the job on one rendered kit."""
+
+    def __init__(self, world, tool, ns, release, spec_path, kit_dir):
+        self.world, self.tool, self.ns, self.release = world, tool, ns, release
+        self.spec_path, self.kit_dir = spec_path, kit_dir
+        self.kc = str(world.kubeconfig(USERS[tool]))
+
+    def commands(self):
+        b, kc = self.world.bins, self.kc
+        kubectl = [b["kubectl"], f"--kubeconfig={kc}"]
+        rollout = [*kubectl, "rollout", "status", f"deployment/{self.release}", "-n", self.ns, f"--timeout={TIMEOUT}"]
+        if self.tool == "catalyst-bootstrap":
+            return [[b["catalyst-bootstrap"], "up", "--spec", str(self.spec_path), "--kubeconfig", kc,
+                     "--timeout", TIMEOUT, "--output", "json"]]
+        if self.tool == "kubectl":
+            return [[*kubectl, "apply", "--server-side", "--field-manager=bench", "-f", str(self.kit_dir)],
+                    [*kubectl, "wait", "--for=condition=Ready", f"helmrelease/{self.release}", "-n", self.ns,
+                     f"--timeout={TIMEOUT}"],
+                    rollout]
+        if self.tool == "kapp":
+            return [[b["kapp"], "deploy", "--kubeconfig", kc, "-a", self.release, "-n", "default", "-y",
+                     "--wait-timeout", "10m", "-f", str(self.kit_dir), "-f", str(self.world.kapp_config)],
+                    rollout]
+        if self.tool == "helm":
+            chart = helm_chart(self.kit_dir)
+            values = self.kit_dir.parent / "values.yaml"
+            values.write_text(yaml.safe_dump(chart["values"]))
+            cmd = [b["helm"], "upgrade", "--install", self.release, chart["ref"], "--version", chart["version"],
+                   "--kubeconfig", kc, "-n", self.ns, "--create-namespace", "-f", str(values), "--wait",
+                   "--timeout", TIMEOUT]
+            if chart.get("repo"):
+                cmd += ["--repo", chart["repo"]]
+            return [cmd]
+        raise ValueError(self.tool)
+
+
+def helm_chart(kit_dir):
+    """The chart, version, source and values the rendered HelmRelease carries."""
+    hr = yaml.safe_load((kit_dir / "12-external-dns.yaml").read_text())
+    src = yaml.safe_load((kit_dir / "11-chart-source.yaml").read_text())
+    values = hr["spec"].get("values", {})
+    if src["kind"] == "OCIRepository":
+        return {"ref": src["spec"]["url"], "version": src["spec"]["ref"]["tag"], "values": values}
+    chart = hr["spec"]["chart"]["spec"]
+    url = src["spec"]["url"]
+    if url.startswith("http://127.") or url.startswith("http://localhost"):
+        return {"ref": chart["chart"], "repo": url, "version": chart["version"], "values": values}
+    # The world serves no copy of that repository: the chart from external-dns's module.
+    return {"ref": os.environ["EXTERNAL_DNS_CHART_DIR"], "version": chart["version"], "values": values}
+
+
+def run_command(cmd, env, deadline, out):
+    """Runs one command; returns (exit code, peak RSS in KiB).
+
+    The peak comes from GNU time, not from our own wait4: Linux carries a process's RSS
+    high-water mark across exec, so a child forked from this (larger) Python process
+    would report Python's peak."""
+    rss_file = Path(str(out) + ".rss")
+    with open(out, "ab") as f:
+        f.write(("$ " + " ".join(map(str, cmd)) + "\n").encode())
+        f.flush()
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *map(str, cmd)],
+                             stdout=f, stderr=f, env=env)
+        try:
+            p.wait(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    try:
+        rss = int(rss_file.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        rss = 0
+    rss_file.unlink(missing_ok=True)
+    return p.returncode, rss
+
+
+def run_once(world, args, n, tool, scenario):
+    # Names unique across invocations: an earlier run's namespace may still be terminating.
+    tag = f"{args.tag}-{n:03d}"
+    ns, release = f"bench-{tag}", f"external-dns-{tag}"
+    rundir = world.work / "runs" / f"{n:03d}-{tool}-{scenario['name']}"
+    shutil.rmtree(rundir, ignore_errors=True)
+    rundir.mkdir(parents=True)
+    # With real Flux, the world's Sovereign for its Flux shard (chart from the loopback repository).
+    source = "CATALYST_LOCAL_SPEC" if args.flux_stand_in else "CATALYST_FLUX_SPEC"
+    spec = yaml.safe_load(Path(world.env[source]).read_text())
+    spec["spec"].setdefault("externalDns", {}).update({"namespace": ns, "releaseName": release})
+    spec_path = rundir / "sovereign.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    kit = rundir / "kit"
+    subprocess.run([world.bins["catalyst-bootstrap"], "render", "--spec", str(spec_path), "--out", str(kit)],
+                   check=True, capture_output=True, env=world.env)
+    prepare_namespace(world, ns, release)
+
+    world.pod_ready_delay(scenario.get("ready_delay", 0))
+    world.audit_events()  # skip what came before this run
+    watcher = PodWatcher(world, ns)
+    watcher.start()
+    watcher.started.wait(10)
+
+    arm = Arm(world, tool, ns, release, spec_path, kit)
+    commands = arm.commands()
+    env = dict(world.env)
+    env["KUBECONFIG"] = arm.kc
+    env["HOME"] = str(world.work / "home" / tool)  # tool caches (discovery, Helm repos) start cold
+    shutil.rmtree(env["HOME"], ignore_errors=True)
+    Path(env["HOME"]).mkdir(parents=True)
+    log(f"run {n}: {tool} / {scenario['name']} in {ns}")
+
+    stand_in = None
+    if args.flux_stand_in and tool != "helm":
+        stand_in = FluxStandIn(world, ns, release, kit, rundir)
+        stand_in.start()
+    fault = Fault(world, scenario)
+    t0 = time.time()
+    deadline = t0 + args.run_limit
+    fault.start(t0)
+    codes, rss = [], 0
+    try:
+        for cmd in commands:
+            code, peak = run_command(cmd, env, deadline, rundir / "output.log")
+            codes.append(code)
+            rss = max(rss, peak)
+            if code != 0:
+                break
+    finally:
+        t_exit = time.time()
+        fault.finish()
+    time.sleep(2)  # let the audit backend write the last events
+    watcher.stop.set()
+    if stand_in:
+        stand_in.stop.set()
+    events = world.audit_events()
+
+    user = USERS[tool]
+    mine = [e for e in events if e.get("user", {}).get("username") == user
+            and e.get("stage") in ("ResponseComplete", "ResponseStarted")]
+    by_id = {}
+    for e in mine:
+        by_id.setdefault(e["auditID"], e)
+    reqs = list(by_id.values())
+    throttled = len({e["auditID"] for e in mine if e.get("responseStatus", {}).get("code") == 429})
+    in_window = None
+    if watcher.first_pod_at and watcher.all_ready_at and watcher.all_ready_at > watcher.first_pod_at:
+        lo, hi = watcher.first_pod_at, watcher.all_ready_at
+        in_window = sum(1 for e in reqs if lo <= parse_ts(e["requestReceivedTimestamp"]) <= hi)
+    ok = bool(codes) and all(c == 0 for c in codes) and len(codes) == len(commands)
+    result = {
+        "run": n, "tool": tool, "scenario": scenario["name"], "ok": ok, "exit_codes": codes,
+        "wall_s": round(t_exit - t0, 3),
+        "ready_at_s": round(watcher.all_ready_at - t0, 3) if watcher.all_ready_at else None,
+        "detection_s": round(t_exit - watcher.all_ready_at, 3) if watcher.all_ready_at and ok else None,
+        "requests": len(reqs), "throttled": throttled,
+        "wait_window_s": round(watcher.all_ready_at - watcher.first_pod_at, 3) if in_window is not None else None,
+        "requests_in_wait": in_window,
+        "verbs": count_verbs(reqs),
+        "peak_rss_kib": rss,
+        "fault": fault.describe(),
+    }
+    log(f"  -> ok={ok} codes={codes} wall={result['wall_s']}s detect={result['detection_s']} "
+        f"reqs={len(reqs)} (wait {in_window}) 429s={throttled} rss={rss // 1024}MiB")
+    cleanup(world, tool, ns, release)
+    return result
+
+
+def count_verbs(reqs):
+    out = {}
+    for e in reqs:
+        out[e.get("verb", "?")] = out.get(e.get("verb", "?"), 0) + 1
+    return out
+
+
+def prepare_namespace(world, ns, release):
+    """Nothing to prepare: every arm creates the namespace itself. Kept as the one place
+    where a world that needs per-namespace objects (a PowerDNS credential) adds them."""
+    hook = world.work / "prepare-namespace"
+    if hook.exists():
+        subprocess.run([str(hook), ns, release], check=True, env=world.env)
+
+
+def cleanup(world, tool, ns, release):
+    """Deletes the run's objects without waiting: each run has its own names."""
+    world.kubectl("delete", "helmrelease", "--all", "-n", ns, "--wait=false", check=False)
+    if tool == "helm":
+        subprocess.run([world.bins["helm"], "uninstall", release, "-n", ns, "--kubeconfig",
+                        str(world.state / "kubeconfig"), "--wait=false"], capture_output=True)
+    if tool == "kapp":
+        world.kubectl("delete", "configmap", "-n", "default", release, "--wait=false", "--ignore-not-found",
+                      check=False)
+    world.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    world.kubectl("delete", "clusterrole,clusterrolebinding", release, "--wait=false", "--ignore-not-found",
+                  check=False)
+
+
+class Fault:
+    """The scenario's fault: the apiserver frozen (SIGSTOP) for a while mid-wait, or a
+    429 storm against the tools' priority level."""
+
+    def __init__(self, world, scenario):
+        self.world, self.scenario = world, scenario
+        self.thread = None
+        self.stop = threading.Event()
+        self.frozen = None
+        self.load = None
+        self.log = []
+
+    def start(self, t0):
+        kind = self.scenario.get("fault")
+        if kind == "freeze":
+            self.thread = threading.Thread(target=self.freeze, args=(t0,), daemon=True)
+            self.thread.start()
+        elif kind == "storm":
+            self.load = StormLoad(self.world)
+            self.load.start()
+            self.log.append(("storm-start", 0.0))
+            self.thread = threading.Thread(target=self.end_storm, args=(t0,), daemon=True)
+            self.thread.start()
+
+    def freeze(self, t0):
+        if self.stop.wait(self.scenario["freeze_at"]):
+            return
+        pid = self.world.apiserver_pid()
+        os.kill(pid, signal.SIGSTOP)
+        self.frozen = pid
+        self.log.append(("frozen", round(time.time() - t0, 2)))
+        self.stop.wait(self.scenario["freeze_for"])
+        self.thaw(t0)
+
+    def thaw(self, t0):
+        if self.frozen:
+            os.kill(self.frozen, signal.SIGCONT)
+            self.frozen = None
+            self.log.append(("thawed", round(time.time() - t0, 2)))
+
+    def end_storm(self, t0):
+        self.stop.wait(self.scenario["storm_for"])
+        if self.load:
+            self.load.finish()
+            self.load = None
+            self.log.append(("storm-end", round(time.time() - t0, 2)))
+
+    def finish(self):
+        # The fault runs its full course even when the tool gave up early, so every tool
+        # meets the same fault; the apiserver is always thawed.
+        try:
+            if self.thread:
+                self.thread.join()
+        finally:
+            self.thaw(0)
+            if self.load:
+                self.load.finish()
+
+    def describe(self):
+        return self.log
+
+
+# ---------------------------------------------------------------- plan
+
+
+def scenarios(quick):
+    s = [
+        {"name": "ready", "reps": 2 if quick else 5, "ready_delay": 0},
+        {"name": "wait60", "reps": 1 if quick else 2, "ready_delay": 60},
+        {"name": "freeze", "reps": 1, "ready_delay": 20, "fault": "freeze", "freeze_at": 8,
+         "freeze_for": 60},
+        {"name": "storm", "reps": 1, "ready_delay": 0, "fault": "storm", "storm_for": 30 if quick else 45},
+    ]
+    return s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--state", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--bin", action="append", default=[], help="tool=path")
+    ap.add_argument("--kapp-config", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--run-limit", type=float, default=420)
+    ap.add_argument("--flux-stand-in", action="store_true",
+                    help="the world runs no Flux controllers: play them (see FluxStandIn)")
+    args = ap.parse_args()
+    args.tag = f"{int(time.time()) % 46656:x}"
+
+    bins = dict(b.split("=", 1) for b in args.bin)
+    world = World(args.state, args.work, bins)
+    world.kapp_config = Path(args.kapp_config)
+    world.make_identities()
+    tools = args.tools.split(",")
+    plan = [s for s in scenarios(args.quick) if not args.only or s["name"] in args.only.split(",")]
+    if any(s.get("fault") == "storm" for s in plan):
+        prepare_storm(world)
+
+    results = []
+    n = 0
+    start = time.time()
+    for scenario in plan:
+        for rep in range(scenario["reps"]):
+            # Alternate the order, so no tool always runs first (cold caches) or last.
+            order = tools[rep % len(tools):] + tools[:rep % len(tools)]
+            for tool in order:
+                n += 1
+                if scenario.get("fault") == "storm":
+                    world.kubectl("apply", "--server-side", "-f", "-", input=STORM_OBJECTS)
+                try:
+                    results.append(run_once(world, args, n, tool, scenario))
+                finally:
+                    if scenario.get("fault") == "storm":
+                        world.kubectl("delete", "flowschema,prioritylevelconfiguration", "bench-storm",
+                                      "--ignore-not-found", check=False)
+                    world.pod_ready_delay(0)
+                with open(args.results, "w") as f:
+                    json.dump({"started": start, "quick": args.quick, "flux_stand_in": args.flux_stand_in,
+                           "runs": results}, f, indent=1)
+    log(f"{n} runs in {time.time() - start:.0f}s; results in {args.results}")
+
+
+if __name__ == "__main__":
+    main()
