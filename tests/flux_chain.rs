@@ -20,9 +20,6 @@ use support::{World, delete_namespace, dns_query, flux, lb_service, unique};
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.
 const TIMEOUT: &str = "5m";
-const POD_SELECTOR: &str =
-    "app.kubernetes.io/name=external-dns,app.kubernetes.io/instance=external-dns";
-
 async fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
         .args(args)
@@ -63,7 +60,10 @@ fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> PodRunn
         client.clone(),
         RunnerConfig {
             namespace: ns.to_owned(),
-            selector: POD_SELECTOR.to_owned(),
+            selector: format!(
+                "app.kubernetes.io/name=external-dns,app.kubernetes.io/instance={}",
+                flux::chain_release(ns)
+            ),
             binary: world.external_dns_bin.clone(),
             kubeconfig: world.kubeconfig.clone(),
             work_dir: dir.join("pods"),
@@ -105,6 +105,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("chain");
+    let release = flux::chain_release(&name);
     let spec = flux::chain_sovereign_file(dir.path(), &name, None);
     let zone = format!("{name}.{}", world.pdns_zone);
     world.pdns().create_zone(&zone).await;
@@ -123,7 +124,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     };
     assert_eq!(code, 0, "{}", context());
     assert!(
-        stdout.contains(&format!("ready         HelmRelease {name}/external-dns")),
+        stdout.contains(&format!("ready         HelmRelease {name}/{release}")),
         "{}",
         context()
     );
@@ -135,12 +136,12 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
 
     // Flux made the HelmChart from the release and source-controller fetched it from the
     // loopback repository.
-    let release = flux::helm_releases(&client, &name)
-        .get("external-dns")
+    let helm_release = flux::helm_releases(&client, &name)
+        .get(&release)
         .await
         .unwrap();
-    let status = &release.data["status"];
-    assert_eq!(status["helmChart"], format!("{name}/{name}-external-dns"));
+    let status = &helm_release.data["status"];
+    assert_eq!(status["helmChart"], format!("{name}/{name}-{release}"));
     let ready = status["conditions"]
         .as_array()
         .unwrap()
@@ -155,7 +156,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
 
     // The Deployment Helm created from the chart with the rendered values.
     let deployment = Api::<Deployment>::namespaced(client.clone(), &name)
-        .get("external-dns")
+        .get(&release)
         .await
         .expect("Helm created the Deployment");
     let labels = deployment.metadata.labels.clone().unwrap_or_default();
@@ -260,6 +261,7 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("chain-bad");
+    let release = flux::chain_release(&name);
     let spec = flux::chain_sovereign_file(dir.path(), &name, Some("9.9.9"));
     namespace_with_api_key(&world, &client, &name).await;
 
@@ -289,11 +291,11 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
         controller_logs()
     );
     assert!(
-        stdout.contains(&format!("ready         HelmRelease {name}/external-dns")),
+        stdout.contains(&format!("ready         HelmRelease {name}/{release}")),
         "{stdout}"
     );
     let deployment = Api::<Deployment>::namespaced(client.clone(), &name)
-        .get("external-dns")
+        .get(&release)
         .await
         .expect("Helm created the Deployment after the fix");
     assert_eq!(

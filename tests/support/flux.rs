@@ -60,10 +60,18 @@ pub async fn write_release_status(
 pub const SHARD_LABEL: &str = "sharding.fluxcd.io/key";
 pub const SHARD: &str = "catalyst-flux-chain";
 
+/// The Helm release (and HelmRelease) name of `chain_sovereign_file(_, name, _)`. Each
+/// test needs its own: the upstream chart names its ClusterRole and ClusterRoleBinding
+/// after the release alone, so releases of one name in two namespaces share them, and
+/// uninstalling one takes the other's permissions away.
+pub fn chain_release(name: &str) -> String {
+    format!("external-dns-{name}")
+}
+
 /// The world's Sovereign for the real Flux chain (`CATALYST_FLUX_SPEC`: in the shard, its
 /// chart from the world's loopback Helm repository), renamed to `name`, in namespace and
-/// domain `name.<zone>` of its own, with `chart_version` pinned when given; written to
-/// `dir/sovereign.yaml`.
+/// domain `name.<zone>` of its own with release `chain_release(name)`, with
+/// `chart_version` pinned when given; written to `dir/sovereign.yaml`.
 pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>) -> PathBuf {
     let source = match std::env::var("CATALYST_FLUX_SPEC") {
         Ok(v) if !v.is_empty() => v,
@@ -84,7 +92,10 @@ pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>)
         .replace("  domain: ", &format!("  domain: {name}."))
         .replace(
             "  externalDns:\n",
-            &format!("  externalDns:\n    namespace: {name}\n"),
+            &format!(
+                "  externalDns:\n    namespace: {name}\n    releaseName: {}\n",
+                chain_release(name)
+            ),
         );
     if let Some(version) = chart_version {
         text = text.replace(
