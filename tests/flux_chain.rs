@@ -283,6 +283,7 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
 
     // Fixed spec (the pinned version): `repair` applies it and Flux recovers.
     let spec = flux::chain_sovereign_file(dir.path(), &name, None);
+    let pods = runner(&world, &client, &name, dir.path());
     let (code, stdout, stderr) = run(&["repair", "--timeout", TIMEOUT], &spec).await;
     assert_eq!(
         code,
@@ -303,5 +304,6 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
         "external-dns-1.21.1"
     );
 
+    pods.stop().await;
     delete_namespace(&client, &name).await;
 }

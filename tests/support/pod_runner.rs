@@ -102,6 +102,8 @@ impl Drop for PodRunner {
 struct Running {
     pod: String,
     child: Child,
+    /// The loopback port of its metrics and `/healthz`.
+    metrics: u16,
 }
 
 async fn run(client: kube::Client, config: RunnerConfig) {
@@ -145,12 +147,16 @@ async fn run(client: kube::Client, config: RunnerConfig) {
             _ = check.tick() => {
                 for uid in running.keys().cloned().collect::<Vec<_>>() {
                     let name = running[&uid].pod.clone();
-                    let present = match pods.get_opt(&name).await {
-                        Ok(Some(p)) => p.metadata.uid.as_deref() == Some(uid.as_str()) && should_run(&p),
+                    let current = pods.get_opt(&name).await;
+                    let present = match &current {
+                        Ok(Some(p)) => p.metadata.uid.as_deref() == Some(uid.as_str()) && should_run(p),
                         Ok(None) => false,
                         // The apiserver is not answering: leave things as they are.
                         Err(_) => true,
                     };
+                    if let (true, Ok(Some(pod))) = (present, &current) {
+                        report_readiness(&pods, pod, running[&uid].metrics).await;
+                    }
                     if !present {
                         wanted.remove(&uid);
                         stop_for(&uid, &mut running, "is gone").await;
@@ -195,19 +201,30 @@ async fn start_for(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     match spawn(client, config, pod).await {
-        Ok(child) => {
+        Ok((child, metrics)) => {
             eprintln!(
                 "pod runner: running external-dns for pod {}/{name} (pid {})",
                 config.namespace,
                 child.id().unwrap_or(0)
             );
-            running.insert(uid, Running { pod: name, child });
+            running.insert(
+                uid,
+                Running {
+                    pod: name,
+                    child,
+                    metrics,
+                },
+            );
         }
         Err(e) => eprintln!("pod runner: cannot run pod {name} yet: {e}"),
     }
 }
 
-async fn spawn(client: &kube::Client, config: &RunnerConfig, pod: &Pod) -> Result<Child, String> {
+async fn spawn(
+    client: &kube::Client,
+    config: &RunnerConfig,
+    pod: &Pod,
+) -> Result<(Child, u16), String> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
     let container = spec
@@ -239,8 +256,52 @@ async fn spawn(client: &kube::Client, config: &RunnerConfig, pod: &Pod) -> Resul
         .stdout(log)
         .stderr(log_err)
         .kill_on_drop(true);
-    cmd.spawn()
-        .map_err(|e| format!("starting {}: {e}", config.binary.display()))
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", config.binary.display()))?;
+    Ok((child, metrics))
+}
+
+/// As the kubelet does from the readiness probe: once external-dns answers `/healthz`, the
+/// pod is Ready. kwok only marks a pod Ready once, and the node lifecycle controller marks
+/// every pod of the fake node not ready whenever kwok's node heartbeat lags on a busy
+/// machine; nothing would mark it Ready again.
+async fn report_readiness(pods: &Api<Pod>, pod: &Pod, metrics: u16) {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    if ready {
+        return;
+    }
+    let healthy = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{metrics}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !healthy {
+        return;
+    }
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let patch = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+    ]}});
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    match pods
+        .patch_status(
+            name,
+            &Default::default(),
+            &kube::api::Patch::Strategic(patch),
+        )
+        .await
+    {
+        Ok(_) => eprintln!("pod runner: pod {name} is ready again (external-dns answers /healthz)"),
+        Err(e) => eprintln!("pod runner: cannot report pod {name} ready: {e}"),
+    }
 }
 
 /// The container's environment as the kubelet builds it: plain values, `$(VAR)` references
