@@ -1,6 +1,8 @@
 //! The handlebars templates, embedded so the binary is standalone, and the one helper they
 //! need: `yaml`, which writes a scalar so YAML reads it back as the same type.
 
+use std::sync::OnceLock;
+
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
@@ -58,26 +60,36 @@ const PARTIALS: [(&str, &str); 4] = [
     ),
 ];
 
-/// A registry with every template and partial: strict (a missing variable is an error)
-/// and without HTML escaping (the output is YAML).
-pub(super) fn registry() -> Result<Handlebars<'static>, RenderError> {
+/// The registry with every template and partial: strict (a missing variable is an error)
+/// and without HTML escaping (the output is YAML). Built once per process, since parsing
+/// the templates costs more than rendering them.
+pub(super) fn registry() -> Result<&'static Handlebars<'static>, RenderError> {
+    static REGISTRY: OnceLock<Result<Handlebars<'static>, (String, String)>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(build_registry)
+        .as_ref()
+        .map_err(|(template, message)| RenderError::Template {
+            template: template.clone(),
+            message: message.clone(),
+        })
+}
+
+/// Any error names the template or partial and says what is wrong with it.
+fn build_registry() -> Result<Handlebars<'static>, (String, String)> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
     hb.register_helper("yaml", Box::new(yaml_helper));
+    let failed = |name: &str| {
+        let name = name.to_owned();
+        move |e: handlebars::TemplateError| (name, e.to_string())
+    };
     for (name, source) in PARTIALS {
-        hb.register_partial(name, source)
-            .map_err(|e| RenderError::Template {
-                template: name.to_owned(),
-                message: e.to_string(),
-            })?;
+        hb.register_partial(name, source).map_err(failed(name))?;
     }
     for (name, source, _) in MANIFESTS {
         hb.register_template_string(name, source)
-            .map_err(|e| RenderError::Template {
-                template: name.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(failed(name))?;
     }
     Ok(hb)
 }
