@@ -22,12 +22,10 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("template {template} rendered invalid YAML: {message}")]
     InvalidYaml { template: String, message: String },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the message and deliberately not a `source`, so a report of the
+    // whole chain does not say it twice.
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: io::Error },
 }
 
 /// The rendered manifests, in apply order.
@@ -119,7 +117,7 @@ impl Kit {
     pub fn write_to_dir(&self, dir: &Path) -> Result<Written, RenderError> {
         let write_error = |path: &Path| {
             let path = path.to_owned();
-            move |source| RenderError::Write { path, source }
+            move |cause| RenderError::Write { path, cause }
         };
         std::fs::create_dir_all(dir).map_err(write_error(dir))?;
         let mut written = Vec::new();
