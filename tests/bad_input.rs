@@ -772,38 +772,10 @@ struct BareApiserver {
 }
 
 async fn bare_apiserver(world: &World, dir: &Path) -> BareApiserver {
-    let state = std::env::var("CATALYST_TESTENV_DIR").expect(
-        "CATALYST_TESTENV_DIR is not set: load the test world's environment with \
-         `eval \"$(scripts/testenv env)\"`",
+    let (process, port) = world.second_apiserver(
+        &[format!("--etcd-prefix=/{}", unique("bad-input"))],
+        &dir.join("bare-apiserver.log"),
     );
-    let pid = std::fs::read_to_string(Path::new(&state).join("pids/kube-apiserver.pid"))
-        .expect("the world's kube-apiserver pid file");
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim()))
-        .expect("the world's kube-apiserver is running");
-    let mut argv: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for arg in argv.iter_mut() {
-        if arg.starts_with("--secure-port=") {
-            *arg = format!("--secure-port={port}");
-        }
-    }
-    argv.push(format!("--etcd-prefix=/{}", unique("bad-input")));
-    let log = std::fs::File::create(dir.join("bare-apiserver.log")).unwrap();
-    let process = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start a second kube-apiserver");
     let kubeconfig = kubeconfig_variant(world, dir, "bare-kubeconfig", |t| {
         let server = t
             .lines()
@@ -1067,70 +1039,8 @@ async fn healthy_kit(world: &World, client: &kube::Client, dir: &Path) -> (Strin
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    use k8s_openapi::api::apps::v1::Deployment;
-    let labels = json!({"app.kubernetes.io/name": "external-dns", "app.kubernetes.io/instance": "external-dns"});
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "external-dns"},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "external-dns", "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
-            }
-        }
-    }))
-    .unwrap();
-    kube::Api::<Deployment>::namespaced(client.clone(), &name)
-        .create(&Default::default(), &deployment)
-        .await
-        .expect("the chart's Deployment");
-    support::flux::write_release_status(
-        client,
-        &name,
-        "external-dns",
-        &[("Ready", "True", "InstallSucceeded")],
-    )
-    .await;
-    pods_ready(client, &name).await;
+    support::flux::play_healthy_release(client, &name).await;
     (name, spec)
-}
-
-/// Until a pod of the Deployment is Ready, so a short `--timeout` is spent on the DNS proof
-/// alone. kwok makes a pod Ready once; when the node controller marks it NotReady after a
-/// late heartbeat of the fake node (a busy machine), this plays the kubelet and marks it
-/// Ready again.
-async fn pods_ready(client: &kube::Client, ns: &str) {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Patch, PatchParams};
-    let pods = kube::Api::<Pod>::namespaced(client.clone(), ns);
-    let condition = |p: &Pod, type_: &str| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
-    };
-    for _ in 0..600 {
-        let list = pods.list(&Default::default()).await.expect("list pods");
-        if list.items.iter().any(|p| condition(p, "Ready")) {
-            return;
-        }
-        for pod in list
-            .items
-            .iter()
-            .filter(|p| condition(p, "ContainersReady"))
-        {
-            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-            let _ = pods
-                .patch_status(
-                    pod.metadata.name.as_deref().unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Strategic(ready),
-                )
-                .await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no Ready pod of external-dns in {ns} after 60 s: is kwok running?");
 }
 
 #[tokio::test]

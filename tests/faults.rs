@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -94,24 +93,7 @@ impl Scenario {
             releases.get_opt("external-dns").await.ok().flatten()
         })
         .await;
-        let labels = json!({"app.kubernetes.io/name": "external-dns",
-                            "app.kubernetes.io/instance": "external-dns"});
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "external-dns"},
-            "spec": {
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "external-dns",
-                        "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
-                }
-            }
-        }))
-        .unwrap();
-        Api::<Deployment>::namespaced(self.client.clone(), &self.name)
-            .create(&Default::default(), &deployment)
-            .await
-            .expect("create the chart's Deployment");
+        support::flux::create_chart_deployment(&self.client, &self.name, json!({})).await;
         lb_service(&self.client, &self.name, "web", &self.host, "192.0.2.90").await;
         support::flux::write_release_status(
             &self.client,
@@ -736,39 +718,15 @@ async fn tiny_apiserver(world: &World, client: &kube::Client) -> TinyApiserver {
 
     // The world's apiserver's own argv, on another port, with tiny in-flight limits and
     // priority and fairness off so the classic max-in-flight filter answers 429.
-    let pid = world.pid("kube-apiserver");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let mut argv: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for a in argv.iter_mut() {
-        if a.starts_with("--secure-port=") {
-            *a = format!("--secure-port={port}");
-        }
-    }
-    argv.extend(
-        [
+    let (process, port) = world.second_apiserver(
+        &[
             "--max-requests-inflight=1",
             "--max-mutating-requests-inflight=1",
             "--enable-priority-and-fairness=false",
         ]
         .map(String::from),
+        &dir.path().join("apiserver.log"),
     );
-    let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
-    let process = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("a second kube-apiserver starts");
 
     let b64 = |p: &Path| {
         use base64::Engine;

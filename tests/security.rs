@@ -11,7 +11,6 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use serde_json::json;
 use support::{World, unique};
@@ -173,11 +172,11 @@ async fn a_canary_credential_never_leaves_its_path() {
         .create(&Default::default(), &secret)
         .await
         .expect("create the canary Secret");
-    healthy_release(&client, &name).await;
+    support::flux::play_healthy_release(&client, &name).await;
 
     // The key is wrong for PowerDNS: the DNS proof fails (7) whichever way it came.
     for output in ["text", "json"] {
-        pods_ready(&client, &name).await;
+        support::flux::pods_ready(&client, &name).await;
         let args = [
             "up",
             "--spec",
@@ -189,7 +188,7 @@ async fn a_canary_credential_never_leaves_its_path() {
         ];
         let ran = run(&args, &key_env).await;
         assert_clean(&format!("up --output {output}"), &ran, 7, &canary);
-        pods_ready(&client, &name).await;
+        support::flux::pods_ready(&client, &name).await;
         let args = [
             "wait",
             "--spec",
@@ -206,7 +205,7 @@ async fn a_canary_credential_never_leaves_its_path() {
             7,
             &canary,
         );
-        pods_ready(&client, &name).await;
+        support::flux::pods_ready(&client, &name).await;
         let args = [
             "repair",
             "--spec",
@@ -327,73 +326,6 @@ async fn a_canary_credential_never_leaves_its_path() {
         assert!(!text.contains(&canary), "an Event in {ns} holds the canary");
     }
     support::delete_namespace(&client, &name).await;
-}
-
-/// Plays Flux and Helm: the chart's Deployment (whose pods kwok makes Ready) and a Ready
-/// HelmRelease, so the commands get as far as the DNS proof.
-async fn healthy_release(client: &kube::Client, ns: &str) {
-    let labels = json!({"app.kubernetes.io/name": "external-dns", "app.kubernetes.io/instance": "external-dns"});
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "external-dns"},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "external-dns", "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
-            }
-        }
-    }))
-    .unwrap();
-    kube::Api::<Deployment>::namespaced(client.clone(), ns)
-        .create(&Default::default(), &deployment)
-        .await
-        .expect("the chart's Deployment");
-    support::flux::write_release_status(
-        client,
-        ns,
-        "external-dns",
-        &[("Ready", "True", "InstallSucceeded")],
-    )
-    .await;
-    pods_ready(client, ns).await;
-}
-
-/// Until a pod of the Deployment is Ready, so a short `--timeout` is spent on the DNS proof
-/// alone. kwok makes a pod Ready once; when the node controller marks it NotReady after a
-/// late heartbeat of the fake node (a busy machine), this plays the kubelet and marks it
-/// Ready again.
-async fn pods_ready(client: &kube::Client, ns: &str) {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Patch, PatchParams};
-    let pods = kube::Api::<Pod>::namespaced(client.clone(), ns);
-    let condition = |p: &Pod, type_: &str| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
-    };
-    for _ in 0..600 {
-        let list = pods.list(&Default::default()).await.expect("list pods");
-        if list.items.iter().any(|p| condition(p, "Ready")) {
-            return;
-        }
-        for pod in list
-            .items
-            .iter()
-            .filter(|p| condition(p, "ContainersReady"))
-        {
-            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-            let _ = pods
-                .patch_status(
-                    pod.metadata.name.as_deref().unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Strategic(ready),
-                )
-                .await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no Ready pod of external-dns in {ns} after 60 s: is kwok running?");
 }
 
 #[test]

@@ -43,41 +43,9 @@ async fn install_like_flux_and_helm(client: &kube::Client, ns: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    chart_deployment(client, ns).await;
+    support::flux::create_chart_deployment(client, ns, json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     set_release_status(client, ns, "True", "InstallSucceeded", false).await;
-}
-
-/// The Deployment the upstream chart renders for release `external-dns`, reduced to what
-/// the wait looks at: its pods' labels.
-async fn chart_deployment(client: &kube::Client, ns: &str) {
-    chart_deployment_with(client, ns, json!({})).await
-}
-
-/// The same, with extra pod labels (such as a kwok fault stage's).
-async fn chart_deployment_with(client: &kube::Client, ns: &str, extra_labels: serde_json::Value) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let labels = json!({"app.kubernetes.io/name": "external-dns", "app.kubernetes.io/instance": "external-dns"});
-    let mut pod_labels = labels.clone();
-    pod_labels
-        .as_object_mut()
-        .unwrap()
-        .extend(extra_labels.as_object().unwrap().clone());
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "external-dns"},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {"containers": [{"name": "external-dns", "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
-            }
-        }
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .create(&Default::default(), &deployment)
-        .await
-        .expect("create the chart's Deployment");
 }
 
 #[tokio::test]
@@ -308,7 +276,8 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
     assert_eq!(out.status.code(), Some(0));
     let fault = unique("fault");
     support::crash_loop_stage(&client, &fault).await;
-    chart_deployment_with(&client, &name, json!({support::FAULT_LABEL: fault})).await;
+    support::flux::create_chart_deployment(&client, &name, json!({support::FAULT_LABEL: fault}))
+        .await;
 
     let started = std::time::Instant::now();
     let out = binary(&["wait", "--timeout", "5m"], &spec)
@@ -365,7 +334,7 @@ async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
             .code(),
         Some(0)
     );
-    chart_deployment(&client, &name).await;
+    support::flux::create_chart_deployment(&client, &name, json!({})).await;
     set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
     // kwok turns the pod Ready within moments; status never waits, so ask until it says so.
     let mut ready = (None, String::new());

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -54,6 +56,84 @@ pub async fn write_release_status(
     )
     .await
     .expect("write HelmRelease status");
+}
+
+/// The Deployment the upstream chart renders for release `external-dns`, reduced to what
+/// the wait looks at (its pods' labels), with `extra_pod_labels` (such as a kwok fault
+/// stage's) on its pods. kwok runs its pods on the fake node.
+pub async fn create_chart_deployment(client: &kube::Client, ns: &str, extra_pod_labels: Value) {
+    let labels = json!({"app.kubernetes.io/name": "external-dns",
+                        "app.kubernetes.io/instance": "external-dns"});
+    let mut pod_labels = labels.clone();
+    if let (Some(pod), Some(extra)) = (pod_labels.as_object_mut(), extra_pod_labels.as_object()) {
+        pod.extend(extra.clone());
+    }
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "external-dns"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {"containers": [{"name": "external-dns",
+                    "image": "registry.k8s.io/external-dns/external-dns:v0.22.0"}]}
+            }
+        }
+    }))
+    .expect("a Deployment");
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &deployment)
+        .await
+        .expect("create the chart's Deployment");
+}
+
+/// Plays Flux and Helm for a kit in `ns`: the chart's Deployment, a Ready HelmRelease
+/// `external-dns`, and a Ready pod, so a command gets as far as the DNS proof.
+pub async fn play_healthy_release(client: &kube::Client, ns: &str) {
+    create_chart_deployment(client, ns, json!({})).await;
+    write_release_status(
+        client,
+        ns,
+        "external-dns",
+        &[("Ready", "True", "InstallSucceeded")],
+    )
+    .await;
+    pods_ready(client, ns).await;
+}
+
+/// Until a pod in `ns` is Ready, so a short `--timeout` is spent on the DNS proof alone.
+/// kwok makes a pod Ready once; when the node controller marks it NotReady after a late
+/// heartbeat of the fake node (a busy machine), this plays the kubelet and marks it Ready
+/// again.
+pub async fn pods_ready(client: &kube::Client, ns: &str) {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let condition = |p: &Pod, type_: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    for _ in 0..600 {
+        let list = pods.list(&Default::default()).await.expect("list pods");
+        if list.items.iter().any(|p| condition(p, "Ready")) {
+            return;
+        }
+        for pod in list
+            .items
+            .iter()
+            .filter(|p| condition(p, "ContainersReady"))
+        {
+            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+            let _ = pods
+                .patch_status(
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(ready),
+                )
+                .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no Ready pod of external-dns in {ns} after 60 s: is kwok running?");
 }
 
 /// The label, and its value, that put objects in the world's Flux shard (scripts/testenv).

@@ -9,7 +9,7 @@ pub mod kits;
 pub mod pod_runner;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -183,6 +183,43 @@ impl World {
             .trim()
             .parse()
             .expect("a pid")
+    }
+
+    /// Starts a second kube-apiserver with the world's apiserver's own arguments (same etcd,
+    /// certificates and admission) on a free loopback port, plus `extra_args`, logging to
+    /// `log`; killed when the returned child is dropped. Returns the child and its port.
+    pub fn second_apiserver(
+        &self,
+        extra_args: &[String],
+        log: &Path,
+    ) -> (tokio::process::Child, u16) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid("kube-apiserver")))
+            .expect("the world's kube-apiserver is running");
+        let mut argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for arg in argv.iter_mut() {
+            if arg.starts_with("--secure-port=") {
+                *arg = format!("--secure-port={port}");
+            }
+        }
+        argv.extend_from_slice(extra_args);
+        let log = std::fs::File::create(log).unwrap();
+        let child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a second kube-apiserver");
+        (child, port)
     }
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to a world process.
