@@ -1078,6 +1078,19 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
         "    apiKeyEnv: PDNS_API_KEY",
         "    apiKeyFile: /nonexistent/pdns-api-key",
     );
+    // Nothing to prove: the proof must still read PowerDNS (its server, not a zone).
+    let probe_line = format!("    hostnames: [probe.{name}.{}]\n", world.pdns_zone);
+    let no_records = variant("no-records.yaml", &probe_line, "");
+    let unknown_server = d.join("unknown-server.yaml");
+    std::fs::write(
+        &unknown_server,
+        text.replace(&probe_line, "").replace(
+            "    serverId: localhost\n    apiKeyEnv",
+            "    serverId: nowhere\n    apiKeyEnv",
+        ),
+    )
+    .unwrap();
+    let unknown_server = s(&unknown_server);
     let wrong = format!("canary-{}", unique("pdns"));
     let wait = |spec: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = ["wait", "--spec", spec, "--timeout", "10s"]
@@ -1112,6 +1125,19 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
             &["credentials"],
         )
         .env("PDNS_API_KEY", Some(&wrong)),
+        with(
+            "wrong key, no record expected",
+            wait(&no_records, &[]),
+            7,
+            &["error: DNS sync not proven: PowerDNS refused the API key"],
+        )
+        .env("PDNS_API_KEY", Some(&wrong)),
+        with(
+            "unknown PowerDNS server id, no record expected",
+            wait(&unknown_server, &[]),
+            7,
+            &["error: no PowerDNS server nowhere at"],
+        ),
         with(
             "PowerDNS unreachable",
             wait(&closed, &[]),

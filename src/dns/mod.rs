@@ -150,9 +150,12 @@ pub enum DnsError {
     BadNameserver(String),
     #[error(transparent)]
     Apiserver(#[from] RetryError),
-    /// The zone must exist before external-dns can write to it.
+    /// The zone (and the server) must exist before external-dns can write to it.
     #[error("{0}")]
     Zone(PdnsError),
+    /// No record was expected, and PowerDNS could not be read until the timeout.
+    #[error("DNS sync not proven: {0}")]
+    Unreadable(PdnsError),
     #[error(
         "DNS not synced: {} record(s) not verified ({}); likely cause: {likely_cause}",
         missing.len(),
@@ -185,7 +188,9 @@ impl DnsError {
     /// errors as [`RetryError::exit`].
     pub fn exit(&self) -> Exit {
         match self {
-            DnsError::NotSynced { .. } | DnsError::Zone(_) => Exit::DnsNotSynced,
+            DnsError::NotSynced { .. } | DnsError::Zone(_) | DnsError::Unreadable(_) => {
+                Exit::DnsNotSynced
+            }
             DnsError::ApiKeyMissing { .. } | DnsError::BadNameserver(_) => Exit::BadInput,
             DnsError::Apiserver(e) => e.exit(),
             DnsError::Internal(_) => Exit::Internal,
@@ -369,6 +374,9 @@ pub struct DnsReport {
     pub metrics: Option<Freshness>,
 }
 
+/// The event subject for PowerDNS itself, when no record is expected.
+const POWERDNS_API: &str = "PowerDNS API";
+
 const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// PowerDNS cannot be watched; a cap of 2 s keeps the wait short once external-dns writes.
 const MAX_DELAY: Duration = Duration::from_secs(2);
@@ -416,16 +424,24 @@ pub async fn verify_until_synced(
         if opts.policy.stats().snapshot().retries > retries_before {
             deadline += asked.elapsed();
         }
-        let (mut verdicts, pdns_error) =
-            match check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await {
-                Ok(v) => (v, None),
-                Err(e @ PdnsError::ZoneNotFound { .. }) => return Err(DnsError::Zone(e)),
-                Err(e) => {
-                    let reason = e.to_string();
-                    let v = vec![Verdict::Unchecked { reason }; records.len()];
-                    (v, Some(e))
-                }
-            };
+        // With nothing to prove the proof still reads PowerDNS once, so that a wrong key or
+        // an unreachable server is not first noticed when external-dns has records to write.
+        let read = if records.is_empty() {
+            pdns.check_access().await.map(|()| Vec::new())
+        } else {
+            check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await
+        };
+        let (mut verdicts, pdns_error) = match read {
+            Ok(v) => (v, None),
+            Err(e @ (PdnsError::ZoneNotFound { .. } | PdnsError::ServerNotFound { .. })) => {
+                return Err(DnsError::Zone(e));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let v = vec![Verdict::Unchecked { reason }; records.len()];
+                (v, Some(e))
+            }
+        };
         if let Some(server) = nameserver {
             for (rec, verdict) in records.iter().zip(verdicts.iter_mut()) {
                 if *verdict == Verdict::Verified
@@ -447,6 +463,21 @@ pub async fn verify_until_synced(
         }
 
         let mut now: BTreeMap<String, Verdict> = BTreeMap::new();
+        if let (true, Some(e)) = (records.is_empty(), &pdns_error) {
+            let verdict = Verdict::Unchecked {
+                reason: e.to_string(),
+            };
+            if last.get(POWERDNS_API) != Some(&verdict)
+                && let Some(sink) = &opts.on_event
+            {
+                sink(&DnsEvent {
+                    hostname: POWERDNS_API.to_owned(),
+                    state: verdict.state().to_owned(),
+                    message: verdict.to_string(),
+                });
+            }
+            now.insert(POWERDNS_API.to_owned(), verdict);
+        }
         for (rec, verdict) in records.iter().zip(&verdicts) {
             let key = format!("{} {}", rec.hostname, rec.rtype);
             if last.get(&key) != Some(verdict)
@@ -462,7 +493,7 @@ pub async fn verify_until_synced(
         }
         last = now;
 
-        if verdicts.iter().all(|v| *v == Verdict::Verified) {
+        if pdns_error.is_none() && verdicts.iter().all(|v| *v == Verdict::Verified) {
             return Ok(DnsReport {
                 records: records
                     .into_iter()
@@ -476,6 +507,9 @@ pub async fn verify_until_synced(
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
+            if let (true, Some(e)) = (records.is_empty(), pdns_error.clone()) {
+                return Err(DnsError::Unreadable(e));
+            }
             let likely_cause = likely_cause(&verdicts, pdns_error.as_ref(), freshness.as_ref());
             let missing = records
                 .iter()

@@ -68,8 +68,11 @@ pub enum PdnsError {
     },
     #[error("PowerDNS at {api_url} unreachable: {message}")]
     Unreachable { api_url: String, message: String },
-    #[error("PowerDNS answered HTTP {status} for zone {zone}")]
-    Http { zone: String, status: u16 },
+    #[error("no PowerDNS server {server_id} at {api_url} (spec.verify.serverId)")]
+    ServerNotFound { server_id: String, api_url: String },
+    /// `what`: "zone example.com." or "server localhost".
+    #[error("PowerDNS answered HTTP {status} for {what}")]
+    Http { what: String, status: u16 },
     #[error("PowerDNS zone {zone}: undecodable answer: {message}")]
     Decode { zone: String, message: String },
 }
@@ -186,14 +189,10 @@ impl PdnsClient {
         self.zone_reads.load(Ordering::Relaxed)
     }
 
-    /// The whole zone in one request.
-    pub async fn zone(&self, zone: &str) -> Result<Zone, PdnsError> {
-        let zone = fqdn(zone);
-        let url = format!(
-            "{}/api/v1/servers/{}/zones/{zone}",
-            self.api_url, self.server_id
-        );
-        self.zone_reads.fetch_add(1, Ordering::Relaxed);
+    /// Sends an authenticated GET to `path` below the server's URL; a refused key is an
+    /// error whatever was asked for.
+    async fn get(&self, path: &str) -> Result<reqwest::Response, PdnsError> {
+        let url = format!("{}/api/v1/servers/{}{path}", self.api_url, self.server_id);
         let resp = self
             .http
             .get(&url)
@@ -206,10 +205,36 @@ impl PdnsClient {
                 // why (refused, timed out, an untrusted certificate).
                 message: with_causes(&e.without_url()),
             })?;
-        let status = resp.status().as_u16();
-        match status {
+        match resp.status().as_u16() {
+            status @ (401 | 403) => Err(PdnsError::Credentials { status }),
+            _ => Ok(resp),
+        }
+    }
+
+    /// Proves the server answers and takes the key, without reading any zone: what the DNS
+    /// proof checks when no record is expected.
+    pub async fn check_access(&self) -> Result<(), PdnsError> {
+        let resp = self.get("").await?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            404 | 422 => Err(PdnsError::ServerNotFound {
+                server_id: self.server_id.clone(),
+                api_url: self.api_url.clone(),
+            }),
+            status => Err(PdnsError::Http {
+                what: format!("server {}", self.server_id),
+                status,
+            }),
+        }
+    }
+
+    /// The whole zone in one request.
+    pub async fn zone(&self, zone: &str) -> Result<Zone, PdnsError> {
+        let zone = fqdn(zone);
+        self.zone_reads.fetch_add(1, Ordering::Relaxed);
+        let resp = self.get(&format!("/zones/{zone}")).await?;
+        match resp.status().as_u16() {
             200 => {}
-            401 | 403 => return Err(PdnsError::Credentials { status }),
             404 | 422 => {
                 return Err(PdnsError::ZoneNotFound {
                     zone,
@@ -217,7 +242,12 @@ impl PdnsClient {
                     api_url: self.api_url.clone(),
                 });
             }
-            _ => return Err(PdnsError::Http { zone, status }),
+            status => {
+                return Err(PdnsError::Http {
+                    what: format!("zone {zone}"),
+                    status,
+                });
+            }
         }
         let body: ZoneJson = resp.json().await.map_err(|e| PdnsError::Decode {
             zone: zone.clone(),
