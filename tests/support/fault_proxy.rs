@@ -131,6 +131,18 @@ struct Counters {
 struct Schedule {
     since: Instant,
     windows: Vec<Window>,
+    /// Requests that met an open window: the index into the draw sequence.
+    drawn: u64,
+}
+
+impl Schedule {
+    fn new(windows: Vec<Window>) -> Schedule {
+        Schedule {
+            since: Instant::now(),
+            windows,
+            drawn: 0,
+        }
+    }
 }
 
 struct State {
@@ -277,10 +289,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream: upstream.url.trim_end_matches('/').to_owned(),
             client,
-            schedule: Mutex::new(Schedule {
-                since: Instant::now(),
-                windows,
-            }),
+            schedule: Mutex::new(Schedule::new(windows)),
             counters: Counters::default(),
             arrivals: Mutex::default(),
             arrived: Notify::new(),
@@ -296,10 +305,7 @@ impl FaultProxy {
 
     /// Replaces the schedule; offsets count from now.
     pub fn set_schedule(&self, windows: Vec<Window>) {
-        *self.state.schedule.lock().unwrap() = Schedule {
-            since: Instant::now(),
-            windows,
-        };
+        *self.state.schedule.lock().unwrap() = Schedule::new(windows);
     }
 
     /// `kubeconfig` (the world's, or another with a CA, client cert and key) pointed at the
@@ -387,15 +393,22 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state
 
 impl State {
     /// The fault for a request arriving now. One draw per request is laid over the open
-    /// windows' ratios in turn, so windows of 25% 429 and 25% 503 together hit half.
+    /// windows' ratios in turn, so windows of 25% 429 and 25% 503 together hit half. The
+    /// draws are the golden-ratio sequence, not random: evenly spread from the first
+    /// request, so every window of a schedule hits within its first few requests (a run
+    /// whose black holes stall the tool may send only a handful) and a scenario is
+    /// reproducible.
     fn pick(&self) -> Option<Fault> {
-        let schedule = self.schedule.lock().unwrap();
+        const GOLDEN: f64 = 0.618_033_988_749_894_9;
+        let mut schedule = self.schedule.lock().unwrap();
         let at = schedule.since.elapsed();
-        let mut draw = fastrand::f64();
-        for w in &schedule.windows {
-            if at < w.start || at >= w.start + w.duration {
-                continue;
-            }
+        let open = |w: &Window| at >= w.start && at < w.start + w.duration;
+        if !schedule.windows.iter().any(open) {
+            return None;
+        }
+        schedule.drawn += 1;
+        let mut draw = (schedule.drawn as f64 * GOLDEN).fract();
+        for w in schedule.windows.iter().filter(|w| open(w)) {
             if draw < w.ratio {
                 return Some(w.fault);
             }
