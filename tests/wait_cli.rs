@@ -75,6 +75,13 @@ async fn up_waits_for_the_helm_release_and_succeeds_once_it_is_ready() {
         stderr.contains("no status yet"),
         "progress named the wait: {stderr}"
     );
+    // No Service announces a name here: the proof had nothing to find, and says it read
+    // PowerDNS all the same.
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("no DNS records expected yet; PowerDNS answers and takes the API key"),
+        "{stdout}\n{stderr}"
+    );
 
     // A rerun is quick and safe: nothing changes and the release is already Ready.
     let out = binary(&["up", "--timeout", "10s"], &spec)
