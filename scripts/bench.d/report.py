@@ -88,7 +88,8 @@ def chart(results, path):
         ("ready", lambda r: r["detection_s"] * 1000 if r["detection_s"] is not None else None,
          "Detection latency (ms): last pod Ready → exit", TARGETS["detection_ms"]),
         ("wait60", per_minute, "apiserver requests per minute of waiting", None),
-        ("ready", lambda r: r["peak_rss_kib"] / 1024, "Peak RSS (MiB)", TARGETS["rss_mib"]),
+        # 0: not measured (a run killed at its time limit leaves no figure).
+        ("ready", lambda r: r["peak_rss_kib"] / 1024 or None, "Peak RSS (MiB)", TARGETS["rss_mib"]),
     ]
     for ax, (scenario, value, title, target) in zip(axes.flat, panels):
         meds, los, his = [], [], []
@@ -149,7 +150,7 @@ def doc(results, crit, path):
         w(f"| {t} | {spread([r['wall_s'] for r in ok], '{:.2f} s')} "
           f"| {spread([r['detection_s'] for r in ok], '{:.0f} ms', 1000)} "
           f"| {spread([r['requests'] for r in rs], '{:.0f}')} "
-          f"| {spread([r['peak_rss_kib'] for r in rs], '{:.1f} MiB', 1 / 1024)} "
+          f"| {spread([r['peak_rss_kib'] for r in rs if r['peak_rss_kib']], '{:.1f} MiB', 1 / 1024)} "
           f"| {len(ok)}/{len(rs)} |")
     w("")
 
@@ -260,9 +261,9 @@ def headlines(results):
         if cb_wait and v:
             out.append(f"While waiting, {t} sends {v / cb_wait:.1f}× the apiserver requests catalyst-bootstrap "
                        f"sends ({v:.1f} vs {cb_wait:.1f} per minute).")
-    cb_rss = med([r["peak_rss_kib"] for r in runs_of(results, "ready", "catalyst-bootstrap")])
+    cb_rss = med([r["peak_rss_kib"] for r in runs_of(results, "ready", "catalyst-bootstrap") if r["peak_rss_kib"]])
     for t in POLLING:
-        v = med([r["peak_rss_kib"] for r in runs_of(results, "ready", t)])
+        v = med([r["peak_rss_kib"] for r in runs_of(results, "ready", t) if r["peak_rss_kib"]])
         if cb_rss and v:
             out.append(f"Peak RSS: {t} {v / 1024:.0f} MiB, {v / cb_rss:.1f}× catalyst-bootstrap's "
                        f"{cb_rss / 1024:.0f} MiB.")
