@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::exit::Exit;
 use crate::health::judge::{Health, combine, judge_deployment, judge_helm_release, judge_pods};
-use crate::health::watch::{helm_release_resource, pod_namespace, selection};
+use crate::health::watch::{deployment_pods, helm_release_resource, pod_namespace, selection};
 use crate::health::{PodSelection, Target, TargetKind};
 use crate::retry::{RetryError, RetryPolicy, with_retry};
 
@@ -159,16 +159,7 @@ async fn look(
         TargetKind::Deployment => {
             let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
             match with_retry(policy, &what, || api.get_opt(&target.name)).await? {
-                Some(d) => {
-                    let selector = match &target.pods {
-                        PodSelection::OfDeployment => d
-                            .spec
-                            .as_ref()
-                            .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
-                        other => selection(other),
-                    };
-                    (judge_deployment(&d), selector)
-                }
+                Some(d) => (judge_deployment(&d), deployment_pods(&target.pods, &d)),
                 None => return Ok(missing(resource)),
             }
         }

@@ -584,14 +584,7 @@ impl<'a> Engine<'a> {
                 let Some(d) = find(store, &target.name) else {
                     return not_created();
                 };
-                let selector = match &target.pods {
-                    PodSelection::OfDeployment => d
-                        .spec
-                        .as_ref()
-                        .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
-                    other => selection(other),
-                };
-                (judge_deployment(&d), selector)
+                (judge_deployment(&d), deployment_pods(&target.pods, &d))
             }
             ObjectStore::HelmRelease(store) => {
                 let Some(hr) = find(store, &target.name) else {
@@ -868,6 +861,18 @@ pub(crate) fn pod_namespace(t: &Target) -> Option<&str> {
         (PodSelection::OfDeployment, TargetKind::Deployment) => Some(&t.namespace),
         (PodSelection::Labels { namespace, .. }, _) => Some(namespace),
         _ => None,
+    }
+}
+
+/// The pods a Deployment target answers for: the Deployment's own selector, or the
+/// target's label selection.
+pub(crate) fn deployment_pods(pods: &PodSelection, deployment: &Deployment) -> Option<Selector> {
+    match pods {
+        PodSelection::OfDeployment => deployment
+            .spec
+            .as_ref()
+            .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
+        other => selection(other),
     }
 }
 
