@@ -473,7 +473,9 @@ async fn up_succeeds_only_once_the_records_are_in_powerdns_and_answered_over_dns
     assert_eq!(answer, ["192.0.2.90"]);
 
     // With a wrong key for the tool's own check, `up` ends DNS-not-synced, naming the
-    // cause, and never printing the key.
+    // cause, and never printing the key. Its 5 s go to the DNS proof only once the pod is
+    // Ready again after any late heartbeat of the fake node.
+    support::flux::pods_ready(&client, &name).await;
     let canary = "canary-wrong-key-3f9a";
     let out = binary(&["up", "--timeout", "5s"], &spec)
         .env("PDNS_API_KEY", canary)
