@@ -251,13 +251,18 @@ pub fn check_record(
     Verdict::Verified
 }
 
-/// Judges records against PowerDNS, reading each zone they fall in exactly once.
+/// Judges records against PowerDNS, reading each zone they fall in exactly once. With no
+/// record it still asks PowerDNS once (the server, not a zone), so that a wrong key or an
+/// unreachable server is not first noticed when external-dns has records to write.
 pub async fn check_records(
     pdns: &PdnsClient,
     records: &[ExpectedRecord],
     owner_id: &str,
     txt_prefix: &str,
 ) -> Result<Vec<Verdict>, PdnsError> {
+    if records.is_empty() {
+        return pdns.check_access().await.map(|()| Vec::new());
+    }
     let zones: BTreeSet<&str> = records.iter().map(|r| r.zone.as_str()).collect();
     let mut read = HashMap::new();
     for zone in zones {
@@ -424,13 +429,7 @@ pub async fn verify_until_synced(
         if opts.policy.stats().snapshot().retries > retries_before {
             deadline += asked.elapsed();
         }
-        // With nothing to prove the proof still reads PowerDNS once, so that a wrong key or
-        // an unreachable server is not first noticed when external-dns has records to write.
-        let read = if records.is_empty() {
-            pdns.check_access().await.map(|()| Vec::new())
-        } else {
-            check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await
-        };
+        let read = check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await;
         let (mut verdicts, pdns_error) = match read {
             Ok(v) => (v, None),
             Err(e @ (PdnsError::ZoneNotFound { .. } | PdnsError::ServerNotFound { .. })) => {
@@ -462,31 +461,35 @@ pub async fn verify_until_synced(
             });
         }
 
-        let mut now: BTreeMap<String, Verdict> = BTreeMap::new();
-        if let (true, Some(e)) = (records.is_empty(), &pdns_error) {
-            let verdict = Verdict::Unchecked {
+        // One event per change of a subject's verdict: each record, and PowerDNS itself when
+        // no record could carry what went wrong reading it.
+        let unreadable = match (&pdns_error, records.is_empty()) {
+            (Some(e), true) => Some(Verdict::Unchecked {
                 reason: e.to_string(),
-            };
-            if last.get(POWERDNS_API) != Some(&verdict)
-                && let Some(sink) = &opts.on_event
-            {
-                sink(&DnsEvent {
-                    hostname: POWERDNS_API.to_owned(),
-                    state: verdict.state().to_owned(),
-                    message: verdict.to_string(),
-                });
-            }
-            now.insert(POWERDNS_API.to_owned(), verdict);
-        }
-        for (rec, verdict) in records.iter().zip(&verdicts) {
-            let key = format!("{} {}", rec.hostname, rec.rtype);
+            }),
+            _ => None,
+        };
+        let subjects = records
+            .iter()
+            .zip(&verdicts)
+            .map(|(rec, v)| (format!("{} {}", rec.hostname, rec.rtype), v, Some(rec)))
+            .chain(
+                unreadable
+                    .iter()
+                    .map(|v| (POWERDNS_API.to_owned(), v, None)),
+            );
+        let mut now: BTreeMap<String, Verdict> = BTreeMap::new();
+        for (key, verdict, rec) in subjects {
             if last.get(&key) != Some(verdict)
                 && let Some(sink) = &opts.on_event
             {
                 sink(&DnsEvent {
                     hostname: key.clone(),
                     state: verdict.state().to_owned(),
-                    message: format!("{verdict} (from {})", rec.source),
+                    message: match rec {
+                        Some(rec) => format!("{verdict} (from {})", rec.source),
+                        None => verdict.to_string(),
+                    },
                 });
             }
             now.insert(key, verdict.clone());
@@ -507,7 +510,9 @@ pub async fn verify_until_synced(
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            if let (true, Some(e)) = (records.is_empty(), pdns_error.clone()) {
+            if records.is_empty()
+                && let Some(e) = pdns_error
+            {
                 return Err(DnsError::Unreadable(e));
             }
             let likely_cause = likely_cause(&verdicts, pdns_error.as_ref(), freshness.as_ref());
