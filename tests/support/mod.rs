@@ -200,11 +200,7 @@ impl World {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = pod_runner::free_loopback_port().expect("a free loopback port");
         for arg in argv.iter_mut() {
             if arg.starts_with("--secure-port=") {
                 *arg = format!("--secure-port={port}");

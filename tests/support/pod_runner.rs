@@ -508,7 +508,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-fn free_loopback_port() -> Result<u16, String> {
+pub fn free_loopback_port() -> Result<u16, String> {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(socket.local_addr().map_err(|e| e.to_string())?.port())
 }
