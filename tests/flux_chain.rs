@@ -1,21 +1,23 @@
 //! The whole chain with the real parts: `up` applies the kit, the real source-controller
 //! fetches the upstream external-dns chart from the world's loopback Helm repository, the
-//! real helm-controller installs it with the rendered values, kwok runs the pods and the
-//! pod runner runs the real external-dns with the arguments and environment Helm rendered
-//! into the Deployment, which writes the records into PowerDNS. Nothing here writes
-//! HelmRelease status: Flux does.
+//! real helm-controller installs it with the rendered values, and the world's kubelet runs
+//! the real external-dns with the arguments and environment Helm rendered into the
+//! Deployment, probing it as the pod spec says and reporting the pod's status, which
+//! writes the records into PowerDNS. Nothing here writes HelmRelease or pod status: Flux
+//! and the kubelet do.
 
 mod support;
 
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Namespace, Probe, Secret};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, Probe, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
+use kube::api::{ListParams, LogParams};
 use serde_json::json;
-use support::pod_runner::{PodRunner, RunnerConfig};
-use support::{World, delete_namespace, dns_query, flux, lb_service, unique};
+use support::kubelet::{self, Image, Kubelet, KubeletConfig};
+use support::{World, dns_query, flux, lb_service, unique};
 
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.
@@ -55,16 +57,12 @@ async fn namespace_with_api_key(world: &World, client: &kube::Client, name: &str
         .expect("create the PowerDNS API key Secret");
 }
 
-fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> PodRunner {
-    PodRunner::start(
+fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> Kubelet {
+    Kubelet::start(
         client.clone(),
-        RunnerConfig {
+        KubeletConfig {
             namespace: ns.to_owned(),
-            selector: format!(
-                "app.kubernetes.io/name=external-dns,app.kubernetes.io/instance={}",
-                flux::chain_release(ns)
-            ),
-            binary: world.external_dns_bin.clone(),
+            images: vec![Image::external_dns(world.external_dns_bin.clone())],
             kubeconfig: world.kubeconfig.clone(),
             work_dir: dir.join("pods"),
         },
@@ -212,7 +210,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
         ("powerdns-api", "api-key")
     );
 
-    // The records, with our ownership, were written by the external-dns the pod runner ran
+    // The records, with our ownership, were written by the external-dns the kubelet ran
     // from that Deployment, and PowerDNS answers them authoritatively.
     let pdns = world.pdns();
     assert_eq!(
@@ -243,7 +241,40 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     let external_dns_log = pods.logs();
     assert!(
         external_dns_log.contains(&hostname),
-        "the pod runner's external-dns wrote the record:\n{external_dns_log}"
+        "the kubelet's external-dns wrote the record:\n{external_dns_log}"
+    );
+
+    // The pod as the kubelet reports it: the kit's labels on it, running, never restarted,
+    // Ready through its readiness probe, and its log served through the apiserver.
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &name);
+    let pod = pods_api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
+        .await
+        .unwrap()
+        .items
+        .pop()
+        .expect("the release's pod");
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(pod_labels[kubelet::LABEL], "emulated", "{pod_labels:?}");
+    let status = pod.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True", "{ready:?}");
+    let container_status = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(container_status.ready && container_status.state.as_ref().unwrap().running.is_some());
+    assert_eq!(container_status.restart_count, 0);
+    let served = pods_api
+        .logs(&pod.metadata.name.clone().unwrap(), &LogParams::default())
+        .await
+        .expect("the pod's log through the apiserver");
+    assert!(
+        served.contains(&hostname),
+        "kubectl logs shows external-dns's own output:\n{served}"
     );
 
     // A rerun is safe and quick: nothing changes, the release is already Ready.
@@ -251,8 +282,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("unchanged").count(), 5, "{stdout}");
 
-    pods.stop().await;
-    delete_namespace(&client, &name).await;
+    pods.finish(&client, &name).await;
 }
 
 #[tokio::test]
@@ -304,6 +334,5 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
         "external-dns-1.21.1"
     );
 
-    pods.stop().await;
-    delete_namespace(&client, &name).await;
+    pods.finish(&client, &name).await;
 }

@@ -148,15 +148,16 @@ pub fn chain_release(name: &str) -> String {
     format!("external-dns-{name}")
 }
 
-/// The world's Sovereign for the real Flux chain (`CATALYST_FLUX_SPEC`: in the shard, its
-/// chart from the world's loopback Helm repository), renamed to `name`, in namespace and
-/// domain `name.<zone>` of its own with release `chain_release(name)`, with
-/// `chart_version` pinned when given; written to `dir/sovereign.yaml`.
+/// The world's Sovereign for the real chain (`CATALYST_KUBELET_SPEC`: in the Flux shard, its
+/// chart from the world's loopback Helm repository, its pods run by the world's kubelet),
+/// renamed to `name`, in namespace and domain `name.<zone>` of its own with release
+/// `chain_release(name)`, with `chart_version` pinned when given; written to
+/// `dir/sovereign.yaml`.
 pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>) -> PathBuf {
-    let source = match std::env::var("CATALYST_FLUX_SPEC") {
+    let source = match std::env::var("CATALYST_KUBELET_SPEC") {
         Ok(v) if !v.is_empty() => v,
         _ => panic!(
-            "CATALYST_FLUX_SPEC is not set: these tests need the local test world with its Flux \
+            "CATALYST_KUBELET_SPEC is not set: these tests need the local test world with its Flux \
              controllers. Start it with `scripts/testenv up` and load its environment with \
              `eval \"$(scripts/testenv env)\"`, or run `scripts/test`."
         ),
@@ -166,6 +167,10 @@ pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>)
     assert!(
         text.contains(&format!("{SHARD_LABEL}: {SHARD}")),
         "{source} does not put the kit in the Flux shard"
+    );
+    assert!(
+        text.contains(&format!("{}: emulated", super::kubelet::LABEL)),
+        "{source} does not give the kit's pods to the world's kubelet"
     );
     let mut text = text
         .replace("  name: local", &format!("  name: {name}"))

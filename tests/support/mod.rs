@@ -6,7 +6,7 @@
 pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
-pub mod pod_runner;
+pub mod kubelet;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -200,7 +200,7 @@ impl World {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let port = pod_runner::free_loopback_port().expect("a free loopback port");
+        let port = kubelet::env::free_loopback_port().expect("a free loopback port");
         for arg in argv.iter_mut() {
             if arg.starts_with("--secure-port=") {
                 *arg = format!("--secure-port={port}");

@@ -1,26 +1,27 @@
-//! Runs the real external-dns for the external-dns pods of one namespace on the test
-//! world's fake node, as tests/support/pod_runner.rs describes; scripts/demo starts it in
-//! the background. Stops (killing its processes) on SIGINT or SIGTERM.
+//! The test world's kubelet for the labelled pods of one namespace on the fake node, as
+//! tests/support/kubelet/mod.rs describes; scripts/demo starts it in the background. It
+//! runs the real external-dns for external-dns's image. Stops (killing its processes) on
+//! SIGINT or SIGTERM.
 //!
-//!     pod-runner NAMESPACE SELECTOR WORK_DIR
+//!     kubelet NAMESPACE WORK_DIR
 //!
 //! with KUBECONFIG and EXTERNAL_DNS_BIN from `scripts/testenv env`.
 
-#[path = "../tests/support/pod_runner.rs"]
-mod pod_runner;
+#[path = "../tests/support/kubelet/mod.rs"]
+mod kubelet;
 
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use pod_runner::{PodRunner, RunnerConfig};
+use kubelet::{Image, Kubelet, KubeletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [namespace, selector, work_dir] = args.as_slice() else {
-        anyhow::bail!("usage: pod-runner NAMESPACE SELECTOR WORK_DIR");
+    let [namespace, work_dir] = args.as_slice() else {
+        anyhow::bail!("usage: kubelet NAMESPACE WORK_DIR");
     };
     let env = |name: &str| {
         std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set (scripts/testenv env)"))
@@ -31,12 +32,11 @@ async fn main() -> anyhow::Result<()> {
         &KubeConfigOptions::default(),
     )
     .await?;
-    let runner = PodRunner::start(
+    let kubelet = Kubelet::start(
         kube::Client::try_from(config)?,
-        RunnerConfig {
+        KubeletConfig {
             namespace: namespace.clone(),
-            selector: selector.clone(),
-            binary: PathBuf::from(env("EXTERNAL_DNS_BIN")?),
+            images: vec![Image::external_dns(PathBuf::from(env("EXTERNAL_DNS_BIN")?))],
             kubeconfig,
             work_dir: PathBuf::from(work_dir),
         },
@@ -46,6 +46,6 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    runner.stop().await;
+    kubelet.stop().await;
     Ok(())
 }
