@@ -25,7 +25,10 @@ use crate::status;
 #[command(
     name = "catalyst-bootstrap",
     version,
-    about = "Renders, applies and proves healthy the bootstrap kit of an OpenOva Sovereign"
+    about = "Renders, applies and proves healthy the bootstrap kit of an OpenOva Sovereign",
+    after_help = "Examples:
+  catalyst-bootstrap up --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap render --spec clusters/example/sovereign.yaml --out clusters/example/bootstrap-kit"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,23 +38,92 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Render the bootstrap kit of a Sovereign as Kubernetes manifests.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap render --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap render --spec clusters/example/sovereign.yaml --out clusters/example/bootstrap-kit")]
     Render(RenderArgs),
     /// Server-side apply the kit to the cluster, pruning objects this tool applied earlier
     /// that the kit no longer holds.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap apply --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap apply --spec clusters/example/sovereign.yaml --dry-run --context staging")]
     Apply(ApplyArgs),
     /// Show what `apply` would change (server-side dry run), changing nothing.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap diff --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap diff --spec clusters/example/sovereign.yaml --output json")]
     Diff(DiffArgs),
     /// Wait until the kit's workloads are healthy: the HelmRelease Ready for its current
     /// generation and external-dns's pods not failing.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap wait --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap wait --spec clusters/example/sovereign.yaml --timeout 20m --output json")]
     Wait(WaitArgs),
     /// Render, apply and wait: the one-shot command automation runs. Safe to rerun.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap up --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap up --spec clusters/example/sovereign.yaml --timeout 15m --output json")]
     Up(WaitArgs),
     /// Report the kit's current health once, changing nothing. Exit 0 when ready, 4 when
     /// something failed, 5 when something is still progressing or missing.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap status --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap status --spec clusters/example/sovereign.yaml --output json")]
     Status(StatusArgs),
     /// Rerun `up`, first asking Flux to reconcile a HelmRelease that is not ready (resetting
     /// one whose retries are exhausted) and rollout-restarting a crash-looping external-dns.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap repair --spec clusters/example/sovereign.yaml
+  catalyst-bootstrap repair --spec clusters/example/sovereign.yaml --timeout 20m")]
     Repair(WaitArgs),
+    /// Print the JSON Schema (draft 2020-12) of a Sovereign file, for editors and manifest
+    /// checkers. Needs no cluster.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap schema > schema/sovereign.schema.json
+  catalyst-bootstrap schema | jq '.properties.spec.properties.externalDns.properties.interval'")]
+    Schema,
+    /// Print the shell completion script for bash, zsh or fish. Needs no cluster.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap completions bash > ~/.local/share/bash-completion/completions/catalyst-bootstrap
+  catalyst-bootstrap completions fish > ~/.config/fish/completions/catalyst-bootstrap.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or with --out write one page per command. Needs no cluster.
+    #[command(after_help = "Examples:
+  catalyst-bootstrap man | man -l -
+  catalyst-bootstrap man --out ~/.local/share/man/man1")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: CompletionShell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(shell: CompletionShell) -> Self {
+        match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write catalyst-bootstrap.1 and one catalyst-bootstrap-<command>.1 per command into
+    /// DIR (created if needed) instead of the main page on stdout.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +383,9 @@ pub fn main() -> ExitCode {
             let format = args.run.output.into();
             run_async(format, |r| repair_kit(args.into(), r))
         }
+        Command::Schema => print_stdout(spec::schema::to_text().as_bytes(), "the schema"),
+        Command::Completions(args) => completions(args.shell),
+        Command::Man(args) => man(args.out.as_deref()),
     };
     match result {
         Ok(()) => Exit::Success.into(),
@@ -794,6 +869,48 @@ pub fn render(config: &RenderConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a command's whole output to stdout; a closed or full stdout is an error.
+fn print_stdout(bytes: &[u8], what: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .with_context(|| format!("cannot write {what} to stdout"))
+}
+
+fn completions(shell: CompletionShell) -> anyhow::Result<()> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let name = command.get_name().to_owned();
+    let mut script = Vec::new();
+    clap_complete::generate(
+        clap_complete::Shell::from(shell),
+        &mut command,
+        name,
+        &mut script,
+    );
+    print_stdout(&script, "the completion script")
+}
+
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            print_stdout(&page, "the man page")
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command, dir))
+                .with_context(|| format!("cannot write the man pages to {}", dir.display()))?;
+            eprintln!("wrote the man pages to {}", dir.display());
+            Ok(())
+        }
+    }
 }
 
 fn report(error: &anyhow::Error) {
