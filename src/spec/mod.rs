@@ -80,7 +80,9 @@ pub struct Sovereign {
     pub api_version: String,
     /// Exactly `Sovereign`.
     pub kind: String,
+    /// The Sovereign's name and extra labels.
     pub metadata: Metadata,
+    /// The cluster, its external-dns, the DNS provider and how the records are verified.
     pub spec: SovereignSpec,
 }
 
@@ -110,6 +112,8 @@ pub struct SovereignSpec {
     /// the kit, any other name does not.
     #[schemars(example = &"calico")]
     pub cni: String,
+    /// external-dns: its release, chart, sources, record ownership, timings, probes and
+    /// resources.
     pub external_dns: ExternalDns,
     pub dns: Dns,
     pub verify: Verify,
@@ -127,6 +131,7 @@ pub struct ExternalDns {
     /// The external-dns image tag, `vMAJOR.MINOR.PATCH`.
     #[schemars(example = &"v0.21.0")]
     pub version: String,
+    /// The Helm chart that installs external-dns.
     pub chart: Chart,
     /// The Namespace of the kit (an RFC 1123 label), where every namespaced object goes.
     pub namespace: String,
@@ -162,6 +167,7 @@ pub struct ExternalDns {
     /// The HelmRelease's and chart source's `spec.interval` (a positive Go duration).
     #[schemars(example = &"1h")]
     pub reconcile_interval: String,
+    /// external-dns's probes, rendered as complete maps (Helm replaces a probe map whole).
     pub probes: Probes,
     /// external-dns's resource requests and limits.
     pub resources: Resources,
@@ -239,6 +245,7 @@ pub struct Resources {
     /// Each request at most its limit.
     #[serde(default)]
     pub requests: ResourceList,
+    /// At least each request.
     #[serde(default)]
     pub limits: ResourceList,
 }
@@ -440,6 +447,7 @@ pub struct Image {
     pub tag: String,
 }
 
+/// Cloudflare DNS.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cloudflare {
@@ -463,6 +471,7 @@ pub struct Hetzner {
     pub api_token_secret_ref: SecretKeyRef,
 }
 
+/// AWS Route 53.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Aws {
@@ -506,6 +515,7 @@ pub struct AwsCredentialsRef {
     pub secret_access_key_key: String,
 }
 
+/// Google Cloud DNS.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Google {
@@ -517,6 +527,7 @@ pub struct Google {
     pub credentials_secret_ref: SecretKeyRef,
 }
 
+/// Azure DNS.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Azure {

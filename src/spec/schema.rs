@@ -139,6 +139,9 @@ fn close(node: &mut Value, path: &str, required: &mut BTreeMap<String, Vec<Strin
         };
         required.insert(path.to_owned(), names);
         map.insert("additionalProperties".into(), Value::Bool(false));
+        // A struct's `Default` (from `#[serde(default)]`) is not what a Sovereign gets: the
+        // defaults file is merged in key by key, and its values show on the fields.
+        map.remove("default");
     }
 }
 
