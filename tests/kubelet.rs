@@ -629,3 +629,129 @@ mod logs {
         assert!(tail.ends_with(&format!("39{}\n", "x".repeat(98))));
     }
 }
+
+mod status {
+    use super::support::kubelet::status::*;
+
+    fn pod(states: Vec<State>) -> Pod {
+        let containers = states
+            .into_iter()
+            .enumerate()
+            .map(|(i, state)| {
+                let mut c = Container::new(&format!("c{i}"), "registry.k8s.io/x:v1");
+                c.ever_started = !matches!(&state, State::Waiting { reason, .. } if reason == "ContainerCreating");
+                c.state = state;
+                c
+            })
+            .collect();
+        Pod::new("127.0.0.1", "10.0.1.2", containers, true)
+    }
+
+    fn waiting(reason: &str) -> State {
+        State::Waiting {
+            reason: reason.into(),
+            message: None,
+        }
+    }
+
+    fn running() -> State {
+        State::Running {
+            started_at: now(),
+            container_id: "containerd://1".into(),
+        }
+    }
+
+    #[test]
+    fn the_phase_is_pending_until_a_container_runs_and_running_while_it_restarts() {
+        assert_eq!(pod(vec![waiting("ContainerCreating")]).phase(), "Pending");
+        assert_eq!(pod(vec![running()]).phase(), "Running");
+        assert_eq!(pod(vec![waiting("CrashLoopBackOff")]).phase(), "Running");
+        let mut ended = pod(vec![State::Terminated(Termination {
+            exit_code: 0,
+            message: String::new(),
+            started_at: now(),
+            finished_at: now(),
+            container_id: "containerd://1".into(),
+        })]);
+        ended.terminal = true;
+        assert_eq!(ended.phase(), "Succeeded");
+    }
+
+    #[test]
+    fn ready_conditions_name_the_unready_containers_and_turn_true_with_all_ready() {
+        let mut p = pod(vec![running(), running()]);
+        p.containers[0].ready = true;
+        p.refresh_readiness();
+        let status = p.api();
+        let ready = status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [c1]")
+        );
+        p.containers[1].ready = true;
+        p.refresh_readiness();
+        let status = p.api();
+        for type_ in ["Ready", "ContainersReady"] {
+            let c = status
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == type_)
+                .unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+                ("True", None, None)
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_read_back_from_the_apiserver_compares_equal_and_a_foreign_change_does_not() {
+        let p = pod(vec![running()]);
+        // Through JSON, as the apiserver returns it.
+        let round_trip: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(serde_json::to_value(p.api()).unwrap()).unwrap();
+        assert!(!p.differs_from(Some(&round_trip)));
+        let mut ready = p.clone();
+        ready.containers[0].ready = true;
+        ready.refresh_readiness();
+        let ready_status: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(serde_json::to_value(ready.api()).unwrap()).unwrap();
+        assert!(!ready.differs_from(Some(&ready_status)));
+        let mut node_marked = ready_status.clone();
+        for c in node_marked.conditions.iter_mut().flatten() {
+            if c.type_ == "Ready" {
+                c.status = "False".into();
+                c.reason = Some("NodeNotReady".into());
+            }
+        }
+        assert!(
+            ready.differs_from(Some(&node_marked)),
+            "the node lifecycle controller's change is noticed"
+        );
+        assert!(p.differs_from(None));
+    }
+
+    #[test]
+    fn the_termination_reason_is_completed_for_exit_0_and_error_otherwise() {
+        let t = |exit_code| Termination {
+            exit_code,
+            message: String::new(),
+            started_at: now(),
+            finished_at: now(),
+            container_id: String::new(),
+        };
+        assert_eq!(t(0).reason(), "Completed");
+        assert_eq!(t(1).reason(), "Error");
+        assert_eq!(t(143).reason(), "Error");
+    }
+}

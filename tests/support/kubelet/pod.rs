@@ -197,7 +197,10 @@ async fn sync(
     let logs_api: Api<DynamicObject> = Api::namespaced_with(
         this.client.clone(),
         &this.ns,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs")),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
+            "logs",
+        ),
     );
     let mut sent_status = None;
     let mut acked: Option<u64> = None;
