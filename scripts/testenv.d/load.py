@@ -3,10 +3,12 @@
 
 Puts in one namespace what makes an informer's start-up LIST heavy in a busy cluster:
 COUNT headless Services of about 1 KB each (an annotation pads them), one EndpointSlice
-per Service, and a third as many Pods on the kwok node (host network, so kwok gives them
-the node's address instead of drawing from its small pod CIDR; tolerating every taint, so
-a node that turns NotReady under CPU saturation never evicts them). external-dns's
-`service` source informs on all of these, and on Nodes, at once.
+per Service, and a third as many Pods on a kwok node of their own (host network, so kwok
+gives them the node's address instead of drawing from its small pod CIDR; tolerating every
+taint, so a node that turns NotReady under CPU saturation never evicts them). The load node
+has room for them and a NoSchedule taint, so the world's own node keeps its capacity and
+the scheduler never places another test's pod beside them. external-dns's `service` source
+informs on all of these, and on Nodes, at once.
 
 Idempotent: it reads what is there (one paginated LIST per kind) and creates only what is
 missing and deletes only what is beyond COUNT, many requests at a time over keep-alive
@@ -142,6 +144,24 @@ def pod(ns, name, node):
     }
 
 
+def load_node(name):
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {LABEL: "true", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "type": "kwok"},
+        },
+        "spec": {"taints": [{"key": LABEL, "value": "true", "effect": "NoSchedule"}]},
+        "status": {
+            "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "100000"},
+            "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "100000"},
+        },
+    }
+
+
 def run_all(pool, jobs):
     failures = [f.result() for f in [pool.submit(*job) for job in jobs]]
     failures = [f for f in failures if f]
@@ -176,6 +196,9 @@ def main():
                           {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         if "_status" in got and got["_status"] != 409:
             raise RuntimeError(f"creating namespace {ns}: {got['_status']} {got['_body']}")
+        got = api.request("POST", "/api/v1/nodes", load_node(args.node))
+        if "_status" in got and got["_status"] != 409:
+            raise RuntimeError(f"creating node {args.node}: {got['_status']} {got['_body']}")
         phase = api.request("GET", f"/api/v1/namespaces/{ns}").get("status", {}).get("phase")
         if phase == "Terminating":
             raise RuntimeError(f"namespace {ns} is still being deleted; run the load again in a while")
@@ -214,7 +237,8 @@ def main():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"namespace {ns} still there after 300 s")
             time.sleep(1)
-        print(f"load off: deleted {deleted} objects and namespace {ns} in "
+        api.request("DELETE", f"/api/v1/nodes/{args.node}", ok=(200, 202, 404))
+        print(f"load off: deleted {deleted} objects, namespace {ns} and node {args.node} in "
               f"{time.monotonic() - started:.1f}s", file=sys.stderr)
         return
 
