@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
 pub mod kubelet;
+pub mod saturate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

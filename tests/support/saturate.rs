@@ -1,0 +1,169 @@
+//! Real CPU saturation of the world's apiserver, and the load that makes a start-up cache
+//! sync heavy, through `scripts/testenv saturate` and `scripts/testenv load`.
+//!
+//! The world's kube-apiserver (and its datastore, etcd or kine) runs in a CPU cgroup of its
+//! own from `scripts/testenv up`; [`Saturation::start`] caps it at a share of one core and
+//! the returned guard lifts the cap when dropped, also while a test panics. A timer in the
+//! world lifts it too (after [`Saturation::SAFETY`] unless told otherwise), so a test
+//! process that is killed never leaves the world saturated.
+//!
+//! Saturation throttles the one apiserver every world test shares: a test binary that uses
+//! it must run its scenarios one after another and no other world test alongside.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::World;
+
+fn testenv(world: &World, args: &[&str]) -> std::process::Output {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv");
+    Command::new(script)
+        .args(args)
+        .env("CATALYST_TESTENV_DIR", world.testenv_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/testenv {}: {e}", args.join(" ")))
+}
+
+fn testenv_ok(world: &World, args: &[&str]) -> String {
+    let out = testenv(world, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "scripts/testenv {} failed ({}):\n{stderr}",
+        args.join(" "),
+        out.status
+    );
+    stderr
+}
+
+/// A CPU cap on the world's apiserver; lifted when dropped.
+pub struct Saturation {
+    testenv_dir: PathBuf,
+}
+
+impl Saturation {
+    /// How long the world's own timer leaves a cap in place when the guard never drops.
+    pub const SAFETY: Duration = Duration::from_secs(600);
+
+    /// Caps the world's kube-apiserver at `percent` % of one core.
+    pub fn start(world: &World, percent: u32) -> Saturation {
+        Saturation::with(world, percent, Saturation::SAFETY, false)
+    }
+
+    /// Caps kube-apiserver, and with `datastore` etcd or kine too, at `percent` % of one
+    /// core each; the world lifts the cap by itself after `safety`.
+    pub fn with(world: &World, percent: u32, safety: Duration, datastore: bool) -> Saturation {
+        let percent = percent.to_string();
+        let seconds = safety.as_secs().max(1).to_string();
+        let mut args = vec!["saturate", percent.as_str(), seconds.as_str()];
+        if datastore {
+            args.push("--datastore");
+        }
+        testenv_ok(world, &args);
+        Saturation {
+            testenv_dir: world.testenv_dir(),
+        }
+    }
+
+    /// Lifts the cap now (dropping the guard does the same).
+    pub fn lift(self) {}
+}
+
+impl Drop for Saturation {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv");
+        let out = Command::new(script)
+            .args(["saturate", "off"])
+            .env("CATALYST_TESTENV_DIR", &self.testenv_dir)
+            .output();
+        let lifted = matches!(&out, Ok(o) if o.status.success());
+        if !lifted && !std::thread::panicking() {
+            panic!("lifting the CPU cap failed: {out:?}");
+        }
+        if !lifted {
+            eprintln!("lifting the CPU cap failed: {out:?}; the world's timer lifts it later");
+        }
+    }
+}
+
+/// The CPU cgroup's throttling counters of a world process (`kube-apiserver`, `etcd`,
+/// `kine`), from its cpu.stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuStat {
+    /// Enforcement periods (100 ms each) in which the process was runnable.
+    pub nr_periods: u64,
+    /// Periods in which it used up its quota and was held back.
+    pub nr_throttled: u64,
+    /// Total time it was held back.
+    pub throttled: Duration,
+}
+
+impl CpuStat {
+    /// What happened between `earlier` and this reading.
+    pub fn since(&self, earlier: &CpuStat) -> CpuStat {
+        CpuStat {
+            nr_periods: self.nr_periods - earlier.nr_periods,
+            nr_throttled: self.nr_throttled - earlier.nr_throttled,
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+        }
+    }
+}
+
+/// The directory of a world process's CPU cgroup.
+pub fn cgroup_dir(world: &World, process: &str) -> PathBuf {
+    let file = world.testenv_dir().join("cgroups").join(process);
+    let dir = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        let why = std::fs::read_to_string(world.testenv_dir().join("cgroups/unavailable"))
+            .unwrap_or_default();
+        panic!(
+            "{}: {e}: {process} has no CPU cgroup in this world ({})",
+            file.display(),
+            why.trim()
+        )
+    });
+    PathBuf::from(dir.trim())
+}
+
+/// Reads the throttling counters of a world process's CPU cgroup (cgroup v1
+/// `throttled_time` in ns, or v2 `throttled_usec`).
+pub fn cpu_stat(world: &World, process: &str) -> CpuStat {
+    parse_cpu_stat(&cgroup_dir(world, process).join("cpu.stat"))
+}
+
+/// Parses a cpu.stat file (cgroup v1 or v2).
+pub fn parse_cpu_stat(path: &Path) -> CpuStat {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<u64>().expect("a number in cpu.stat"))
+        })
+    };
+    let throttled = match (field("throttled_time"), field("throttled_usec")) {
+        (Some(ns), _) => Duration::from_nanos(ns),
+        (None, Some(us)) => Duration::from_micros(us),
+        (None, None) => panic!("{} has no throttled time:\n{text}", path.display()),
+    };
+    CpuStat {
+        nr_periods: field("nr_periods").expect("nr_periods in cpu.stat"),
+        nr_throttled: field("nr_throttled").expect("nr_throttled in cpu.stat"),
+        throttled,
+    }
+}
+
+/// The namespace `scripts/testenv load` fills.
+pub const LOAD_NAMESPACE: &str = "testenv-load";
+
+/// Makes the world hold `count` load Services (~1 KB each), their EndpointSlices and
+/// `count / 3` Running Pods on the kwok node in [`LOAD_NAMESPACE`] (`scripts/testenv load`;
+/// quick when they are there already). Returns the script's summary line.
+pub fn load(world: &World, count: u32) -> String {
+    testenv_ok(world, &["load", &count.to_string()])
+}
+
+/// Removes the load objects and their namespace (`scripts/testenv load off`).
+pub fn load_off(world: &World) -> String {
+    testenv_ok(world, &["load", "off"])
+}
