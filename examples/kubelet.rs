@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             images: vec![Image::external_dns(PathBuf::from(env("EXTERNAL_DNS_BIN")?))],
             kubeconfig,
             work_dir: PathBuf::from(work_dir),
+            apiserver: None,
         },
     );
     let mut term = signal(SignalKind::terminate())?;

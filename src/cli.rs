@@ -576,7 +576,9 @@ pub async fn wait_kit(
             apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
         say(&reporter, Phase::Apply, &summary);
     }
-    wait_prepared(&client, &prepared, &config, &retry, &reporter).await
+    // `up` may replace a pod waiting out a long back-off; `wait` never writes.
+    let cut_backoff = apply_first;
+    wait_prepared(&client, &prepared, &config, &retry, &reporter, cut_backoff).await
 }
 
 /// `repair`: apply (a rerun), repair what waiting alone would not fix, then wait.
@@ -616,7 +618,7 @@ pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::
             "nothing to repair: every resource is ready or on its way",
         );
     }
-    wait_prepared(&client, &prepared, &config, &retry, &reporter).await
+    wait_prepared(&client, &prepared, &config, &retry, &reporter, true).await
 }
 
 /// `status`: one look at every workload, changing nothing.
@@ -682,12 +684,14 @@ async fn wait_prepared(
     config: &WaitConfig,
     retry: &RetryPolicy,
     reporter: &Arc<Reporter>,
+    cut_backoff: bool,
 ) -> anyhow::Result<String> {
     let targets = health_targets(prepared);
     let sink = reporter.clone();
     let options = health::WaitOptions::default()
         .with_timeout(config.timeout)
         .with_retry_policy(retry)
+        .with_backoff_cut(cut_backoff)
         .on_event(move |event| {
             let state = serde_json::to_value(event.state)
                 .ok()
@@ -706,10 +710,17 @@ async fn wait_prepared(
         for (resource, at) in &report.ready {
             println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
         }
+        for why in &report.ridden_out {
+            println!("rode out      {why}");
+        }
     }
     let verified = verify_dns(client, prepared, config, retry, reporter).await?;
+    let rode_out = match report.ridden_out.as_slice() {
+        [] => String::new(),
+        ridden => format!(" after riding out: {}", ridden.join("; ")),
+    };
     Ok(format!(
-        "healthy; {verified}; {}",
+        "healthy{rode_out}; {verified}; {}",
         requests(retry, reporter)
     ))
 }

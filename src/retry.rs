@@ -66,7 +66,56 @@ pub fn client(cfg: kube::Config) -> Result<kube::Client, kube::Error> {
                 request
             },
         ))
+        .with_layer(&tower::layer::layer_fn(Timed))
         .build())
+}
+
+/// Records how long each request took to be answered (its response headers, for a watch)
+/// in [`crate::health::pressure`], and how it ended.
+#[derive(Clone)]
+struct Timed<S>(S);
+
+impl<S, B> tower::Service<http::Request<kube::client::Body>> for Timed<S>
+where
+    S: tower::Service<
+            http::Request<kube::client::Body>,
+            Response = http::Response<B>,
+            Error = tower::BoxError,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        use crate::health::pressure::{self, Outcome};
+        let started = Instant::now();
+        // The timed `/readyz` reads record themselves.
+        let timed = request.uri().path() != pressure::READYZ;
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let result = answer.await;
+            if !timed {
+                return result;
+            }
+            let outcome = match &result {
+                Ok(r) if r.status() == http::StatusCode::TOO_MANY_REQUESTS => Outcome::Throttled,
+                Ok(_) => Outcome::Answered,
+                Err(e) if e.downcast_ref::<Throttled>().is_some() => Outcome::Throttled,
+                Err(_) => Outcome::Failed,
+            };
+            pressure::record(started, outcome);
+            result
+        })
+    }
 }
 
 /// Requests sent by clients from [`client`] in this process (the command's one client).

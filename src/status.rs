@@ -13,8 +13,13 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::exit::Exit;
+use crate::health::diagnose::{Subject, diagnose};
 use crate::health::judge::{Health, combine, judge_deployment, judge_helm_release, judge_pods};
-use crate::health::watch::{deployment_pods, helm_release_resource, pod_namespace, selection};
+use crate::health::pressure;
+use crate::health::ride::Verdict;
+use crate::health::watch::{
+    deployment_pods, helm_release_resource, judge_failure, pod_namespace, selection,
+};
 use crate::health::{PodSelection, Target, TargetKind};
 use crate::retry::{RetryError, RetryPolicy, with_retry};
 
@@ -173,7 +178,55 @@ async fn look(
     // Deployment's own pods can only fail it.
     let require_ready = matches!(target.pods, PodSelection::Labels { .. });
     let verdict = judge_pods(&pairs, SNAPSHOT_GRACE, require_ready);
-    Ok(ResourceStatus::judged(resource, combine(object, &verdict)))
+    let culprit = matches!(verdict.health, Health::Failed { .. })
+        .then(|| verdict.culprit.map(|c| &pods[c]))
+        .flatten();
+    let health = by_cause(client, target, combine(object, &verdict), culprit).await;
+    Ok(ResourceStatus::judged(resource, health))
+}
+
+/// A failure judged by its cause exactly as `wait` judges it: a crash loop time heals (a
+/// start-up cache-sync crash on a saturated apiserver) is progressing, "riding out". Only
+/// here, with a failure to judge, does `status` time the apiserver (one `/readyz`) and read
+/// the diagnosis (events, previous logs).
+async fn by_cause(
+    client: &Client,
+    target: &Target,
+    health: Health,
+    culprit: Option<&Pod>,
+) -> Health {
+    if !matches!(health, Health::Failed { .. }) {
+        return health;
+    }
+    pressure::time_readyz(client.clone(), crate::retry::READ_TIMEOUT).await;
+    let (reason, message) = match &health {
+        Health::Failed { reason, message } => (reason.clone(), message.clone()),
+        _ => unreachable!("checked above"),
+    };
+    let subject = Subject {
+        resource: target.resource(),
+        kind: target.kind.as_str(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        reason,
+        message,
+        pods: culprit
+            .map(|p| std::sync::Arc::new(p.clone()))
+            .into_iter()
+            .collect(),
+    };
+    let diagnosis = diagnose(client, subject).await;
+    let condition = pressure::view().condition(std::time::Instant::now());
+    match judge_failure(target, &health, culprit, &diagnosis, condition).0 {
+        Verdict::RideOut { why } => Health::progressing(format!("riding out: {why}")),
+        Verdict::Fail { judgement: Some(j) } => match health {
+            Health::Failed { reason, message } => {
+                Health::failed(reason, format!("{message}; judged by cause: {j}"))
+            }
+            other => other,
+        },
+        Verdict::Fail { judgement: None } | Verdict::ByCount => health,
+    }
 }
 
 fn missing(resource: String) -> ResourceStatus {

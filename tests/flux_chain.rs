@@ -65,6 +65,7 @@ fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> Kubelet
             images: vec![Image::external_dns(world.external_dns_bin.clone())],
             kubeconfig: world.kubeconfig.clone(),
             work_dir: dir.join("pods"),
+            apiserver: None,
         },
     )
 }

@@ -326,7 +326,8 @@ async fn a_crash_looping_deployment_fails_the_wait_early_naming_the_pod() {
 }
 
 #[tokio::test]
-async fn events_of_the_failing_pod_are_matched_to_a_plain_language_cause() {
+async fn a_cache_sync_crash_on_a_fast_apiserver_is_ridden_out_then_fails_as_dropped_egress_with_its_events_matched()
+ {
     let mut scratch = Scratch::new("health-events").await;
     let id = scratch.crash_loop().await;
     scratch
@@ -352,14 +353,45 @@ async fn events_of_the_failing_pod_are_matched_to_a_plain_language_cause() {
         .await
         .expect("create event");
 
-    let (handle, _rx) = start_wait(
+    let target = Target::deployment(&scratch.ns, "external-dns");
+    let resource = target.resource();
+    let started = std::time::Instant::now();
+    let (handle, mut rx) = start_wait(
         &scratch.client,
-        vec![Target::deployment(&scratch.ns, "external-dns")],
-        opts(Duration::from_secs(120)),
+        vec![target],
+        opts(Duration::from_secs(300)),
     );
-    let HealthError::WorkloadFailed { diagnosis } = failure(finished(handle).await) else {
+    // Judged by its cause: a cache-sync crash is what a saturated apiserver causes, so it
+    // is ridden out until the apiserver has been fast for two cache-sync windows...
+    let riding = event_saying(&mut rx, &resource, "another cache-sync window").await;
+    assert_eq!(
+        riding.state,
+        catalyst_bootstrap::health::EventState::RidingOut
+    );
+    assert!(
+        riding.message.starts_with(
+            "main restarted 4 times on its start-up cache sync; the apiserver answers in "
+        ),
+        "{riding:?}"
+    );
+    // ...then it is not saturation but dropped egress, and the wait fails saying so.
+    let result = tokio::time::timeout(Duration::from_secs(240), handle)
+        .await
+        .expect("the wait did not return")
+        .expect("the wait panicked");
+    let HealthError::WorkloadFailed { diagnosis } = failure(result) else {
         panic!("expected WorkloadFailed");
     };
+    assert!(
+        started.elapsed() >= catalyst_bootstrap::health::ride::FAST_PROOF,
+        "not before two cache-sync windows"
+    );
+    let judgement = diagnosis.judgement.clone().unwrap_or_default();
+    assert!(
+        judgement.starts_with("not saturation: the apiserver answered this tool in ")
+            && judgement.contains("egress from the pod to the apiserver is being dropped"),
+        "{diagnosis}"
+    );
     let ids: Vec<_> = diagnosis.causes.iter().map(|c| c.id).collect();
     assert_eq!(ids.first(), Some(&"apiserver-cache-sync"), "{diagnosis}");
     assert!(

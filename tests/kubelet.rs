@@ -28,6 +28,7 @@ fn start_kubelet(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> 
             images: vec![Image::shell()],
             kubeconfig: world.kubeconfig.clone(),
             work_dir: dir.join("kubelet"),
+            apiserver: None,
         },
     )
 }

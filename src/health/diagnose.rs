@@ -48,6 +48,9 @@ pub struct Diagnosis {
     pub logs: Option<Logs>,
     /// Known failures the texts above match, most specific first.
     pub causes: Vec<&'static Signature>,
+    /// What judging the failure by its cause concluded beyond the signatures (e.g. that a
+    /// cache-sync crash on a fast apiserver is dropped egress, not saturation).
+    pub judgement: Option<String>,
     /// What could not be gathered, and why.
     pub gaps: Vec<String>,
 }
@@ -161,6 +164,7 @@ pub(crate) async fn diagnose(client: &Client, subject: Subject) -> Diagnosis {
         probe_failures,
         logs,
         causes,
+        judgement: None,
         gaps,
     }
 }
@@ -297,6 +301,9 @@ impl fmt::Display for Diagnosis {
         }
         if !self.message.is_empty() {
             writeln!(f, "  {}", self.message)?;
+        }
+        if let Some(judgement) = &self.judgement {
+            writeln!(f, "  judged by cause: {judgement}")?;
         }
         for cause in &self.causes {
             writeln!(f, "  likely cause: {}", cause.cause)?;
@@ -479,6 +486,7 @@ mod tests {
             probe_failures: vec![],
             logs: None,
             causes: vec![],
+            judgement: None,
             gaps: vec!["events of HelmRelease/external-dns unavailable: HTTP 403: no".into()],
         };
         assert_eq!(
@@ -510,6 +518,7 @@ mod tests {
                 reason: "the kubelet does not serve logs".into(),
             }),
             causes: match_signatures(["failed to sync *v1.Node: context deadline exceeded"]),
+            judgement: Some("not saturation: the apiserver answered in 3 ms".into()),
             gaps: vec![],
         };
         let text = d.to_string();
@@ -519,6 +528,10 @@ mod tests {
         );
         assert!(
             text.contains("likely cause: external-dns could not finish its start-up cache sync")
+        );
+        assert!(
+            text.contains("\n  judged by cause: not saturation: the apiserver answered in 3 ms\n"),
+            "{text}"
         );
         assert!(text.contains(
             "Warning Unhealthy Pod/web-1 (x2): failed to sync *v1.Node: context deadline exceeded"

@@ -7,11 +7,16 @@
 //! - [`diagnose`]: events, probe failures and previous logs gathered on failure.
 //! - [`clock`]: the health timeout that pauses during apiserver outages, and the outage
 //!   budget.
+//! - [`pressure`]: how the apiserver answers this tool (slow, throttling, fast).
+//! - [`ride`]: a failure judged by its cause: ridden out when time heals it, failed early
+//!   when it does not.
 //! - [`watch`]: the engine, [`wait_until_healthy`].
 
 pub mod clock;
 pub mod diagnose;
 pub mod judge;
+pub mod pressure;
+pub mod ride;
 pub mod signatures;
 pub mod watch;
 

@@ -33,14 +33,19 @@ use super::judge::{
     Health, combine, judge_deployment, judge_helm_release_with_chart, judge_pod, judge_pods,
     pod_symptom,
 };
+use super::pressure;
+use super::ride::{self, Verdict};
 use crate::exit::Exit;
 use crate::retry::{Class, RetryPolicy, classify};
 
 /// Asks the apiserver to end each watch before the client's read timeout
 /// ([`crate::retry::READ_TIMEOUT`]) would cut it as idle; the watcher then resumes it.
 const WATCH_TIMEOUT_SECS: u32 = 25;
-/// How long the reachability probe may wait for an answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the reachability probe may wait for an answer. A saturated apiserver answers,
+/// late (`/readyz` took up to 12.4 s under the test world's 2 % CPU quota): a late answer
+/// is an answer, and only time without one counts against the outage budget. The client's
+/// read timeout bounds it as well.
+const PROBE_TIMEOUT: Duration = crate::retry::READ_TIMEOUT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
@@ -142,6 +147,9 @@ pub struct WaitOptions {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub on_event: Option<EventSink>,
+    /// Whether the wait may replace a pod of the kit's release that waits out a long
+    /// kubelet back-off after the apiserver calmed down (`up` and `repair`; never `wait`).
+    pub cut_backoff: bool,
 }
 
 impl Default for WaitOptions {
@@ -154,6 +162,7 @@ impl Default for WaitOptions {
             reconnect_min: policy.min_delay,
             reconnect_max: policy.max_delay,
             on_event: None,
+            cut_backoff: false,
         }
     }
 }
@@ -166,6 +175,7 @@ impl Debug for WaitOptions {
             .field("grace", &self.grace)
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
+            .field("cut_backoff", &self.cut_backoff)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +183,11 @@ impl Debug for WaitOptions {
 impl WaitOptions {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn with_backoff_cut(mut self, cut: bool) -> Self {
+        self.cut_backoff = cut;
         self
     }
 
@@ -219,6 +234,11 @@ pub enum EventState {
     Failed,
     ApiserverUnreachable,
     ApiserverReachable,
+    /// A failure time heals (a start-up crash loop on a saturated apiserver) is waited
+    /// through.
+    RidingOut,
+    /// A pod waiting out a long kubelet back-off was replaced once the apiserver calmed.
+    BackoffCut,
 }
 
 /// A successful wait.
@@ -229,6 +249,9 @@ pub struct Report {
     pub unreachable: Duration,
     /// Each target and when (since the start) it last turned ready.
     pub ready: Vec<(String, Duration)>,
+    /// What was ridden out on the way, the last word on each (e.g. "external-dns restarted
+    /// 4 times on its start-up cache sync; the apiserver answers in 2.3 s (saturated)").
+    pub ridden_out: Vec<String>,
 }
 
 /// A target still not ready when the wait gave up.
@@ -434,6 +457,147 @@ struct Engine<'a> {
     clock: WaitClock,
     last_error: String,
     probe_delays: ReconnectBackoff,
+    /// Failures judged transient, by key ("<pod uid>/<container>" for a crash loop,
+    /// "<resource>: <message>" for a HelmRelease). A crash loop is judged again when its
+    /// count grows, and every ride-out whenever the apiserver's condition changes.
+    ridden: HashMap<String, Ridden>,
+    /// The last word on each failure ridden out, in the order they came.
+    ridden_out: Vec<(String, String)>,
+    /// Crash loops judged by count (no known cause), by key: the restart count judged at,
+    /// so the same crash is not diagnosed again.
+    by_count: HashMap<String, i32>,
+    /// Pods replaced to cut a long back-off short (by uid): each once at most.
+    cut: std::collections::HashSet<String>,
+    /// While something is ridden out: when to time the apiserver next.
+    next_sample: Option<Instant>,
+}
+
+/// A failure being ridden out, and what its judgement rests on.
+struct Ridden {
+    target: usize,
+    /// The restart count it was judged at (0 for a HelmRelease).
+    restarts: i32,
+    why: String,
+    basis: Basis,
+    /// The apiserver's condition, by kind, when `why` was last announced.
+    announced: Stage,
+}
+
+/// The kind of the apiserver's condition a ride-out rests on: a change is announced, new
+/// figures of the same kind are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Unknown,
+    Slow,
+    Recovered,
+    Fast,
+}
+
+fn stage(condition: &pressure::Condition) -> Stage {
+    match condition {
+        pressure::Condition::Unknown => Stage::Unknown,
+        pressure::Condition::Slow { .. } => Stage::Slow,
+        pressure::Condition::Fast {
+            slow_before: true, ..
+        } => Stage::Recovered,
+        pressure::Condition::Fast { .. } => Stage::Fast,
+    }
+}
+
+enum Basis {
+    Crash {
+        pod: Arc<Pod>,
+        container: String,
+        causes: Vec<&'static super::signatures::Signature>,
+        logs_read: bool,
+    },
+    Release {
+        message: String,
+    },
+}
+
+impl Ridden {
+    fn judge(&self, condition: pressure::Condition) -> Verdict {
+        match &self.basis {
+            Basis::Crash {
+                container,
+                causes,
+                logs_read,
+                ..
+            } => ride::crash_loop(container, self.restarts, causes, *logs_read, condition),
+            Basis::Release { message } => ride::helm_release(message, condition),
+        }
+    }
+}
+
+/// While a failure is ridden out the apiserver is timed this often (a `/readyz` read), so
+/// the judgement has fresh figures even when the wait itself sends nothing.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// The one judgement of a failed target by its cause, for `wait`, `status` and `repair`:
+/// a crash-looping container from the causes its diagnosis found and the apiserver's
+/// condition, a HelmRelease from its failure message. Returns the verdict and the key a
+/// ride-out is remembered by (with the restart count it was judged at).
+pub(crate) fn judge_failure(
+    target: &Target,
+    health: &Health,
+    culprit: Option<&Pod>,
+    diagnosis: &Diagnosis,
+    condition: pressure::Condition,
+) -> (Verdict, Option<(String, i32)>) {
+    let Health::Failed { reason, message } = health else {
+        return (Verdict::Fail { judgement: None }, None);
+    };
+    if reason == "CrashLoopBackOff"
+        && let Some((key, restarts, container)) = culprit.and_then(crash_key)
+    {
+        let logs_read = matches!(diagnosis.logs, Some(super::diagnose::Logs::Previous { .. }));
+        let verdict = ride::crash_loop(
+            &container,
+            restarts,
+            &diagnosis.causes,
+            logs_read,
+            condition,
+        );
+        return (verdict, Some((key, restarts)));
+    }
+    if target.kind == TargetKind::HelmRelease {
+        let key = format!("{}: {message}", target.resource());
+        return (ride::helm_release(message, condition), Some((key, 0)));
+    }
+    (Verdict::Fail { judgement: None }, None)
+}
+
+fn reason_of(health: &Health) -> &str {
+    match health {
+        Health::Failed { reason, .. } => reason,
+        _ => "",
+    }
+}
+
+fn message_of(health: &Health) -> &str {
+    match health {
+        Health::Failed { message, .. } => message,
+        Health::Progressing { reason } => reason,
+        Health::Ready => "",
+    }
+}
+
+/// A crash-looping container's ride-out key and restart count.
+fn crash_key(pod: &Pod) -> Option<(String, i32, String)> {
+    let s = pod_symptom(pod)?;
+    if s.reason != "CrashLoopBackOff" {
+        return None;
+    }
+    let container = s.container.unwrap_or_default();
+    Some((
+        format!(
+            "{}/{container}",
+            pod.metadata.uid.as_deref().unwrap_or_default()
+        ),
+        s.restarts,
+        container,
+    ))
 }
 
 impl<'a> Engine<'a> {
@@ -510,6 +674,11 @@ impl<'a> Engine<'a> {
             clock: WaitClock::new(start, opts.timeout, opts.unreachable_budget),
             last_error: String::new(),
             probe_delays: ReconnectBackoff::new(opts.reconnect_min, opts.reconnect_max),
+            ridden: HashMap::new(),
+            ridden_out: Vec::new(),
+            by_count: HashMap::new(),
+            cut: Default::default(),
+            next_sample: None,
         };
         (engine, select_all(streams))
     }
@@ -631,9 +800,234 @@ impl<'a> Engine<'a> {
                 examine.push(pods[k].clone());
             }
         }
+        let health = combine(object, &verdict);
+        let culprit = matches!(verdict.health, Health::Failed { .. })
+            .then(|| verdict.culprit.map(|c| pods[c].clone()))
+            .flatten();
         Judged {
-            health: combine(object, &verdict),
+            health: self.riding_out(health, culprit.as_deref(), &target.resource()),
             pods: examine,
+        }
+    }
+
+    /// A failure already judged transient stays progressing until it changes (a crash
+    /// loop's restart count grows, a HelmRelease's message changes).
+    fn riding_out(&self, health: Health, culprit: Option<&Pod>, resource: &str) -> Health {
+        let Health::Failed { message, .. } = &health else {
+            return health;
+        };
+        let crash = culprit.and_then(crash_key);
+        let ridden = match &crash {
+            Some((key, restarts, _)) => self.ridden.get(key).filter(|r| r.restarts == *restarts),
+            None => self.ridden.get(&format!("{resource}: {message}")),
+        };
+        match ridden {
+            Some(r) => Health::progressing(format!("riding out: {}", r.why)),
+            None => health,
+        }
+    }
+
+    /// Judges a failure by its cause (see [`judge_failure`]).
+    fn judge_cause(
+        &self,
+        i: usize,
+        judged: &Judged,
+        diagnosis: &Diagnosis,
+        now: Instant,
+    ) -> (Verdict, Option<(String, i32)>) {
+        let condition = pressure::view().condition(now.into_std());
+        judge_failure(
+            &self.targets[i],
+            &judged.health,
+            judged.pods.first().map(|p| p.as_ref()),
+            diagnosis,
+            condition,
+        )
+    }
+
+    /// The first crash-looping container of a target not yet judged at its restart count:
+    /// a crash loop is judged by its cause as soon as it shows, not after a count.
+    fn unjudged_crash(&self, judged: &[Judged]) -> Option<(usize, Arc<Pod>)> {
+        judged.iter().enumerate().find_map(|(i, j)| {
+            if j.health.is_ready() {
+                return None;
+            }
+            j.pods.iter().find_map(|pod| {
+                let (key, restarts, _) = crash_key(pod)?;
+                let ridden = self
+                    .ridden
+                    .get(&key)
+                    .is_some_and(|r| r.restarts == restarts);
+                let counted = self.by_count.get(&key) == Some(&restarts);
+                (!ridden && !counted).then(|| (i, pod.clone()))
+            })
+        })
+    }
+
+    /// The subject of a diagnosis of one crash-looping pod of target `i`.
+    fn crash_subject(&self, i: usize, pod: &Arc<Pod>) -> (Health, Subject) {
+        let symptom = pod_symptom(pod);
+        let message = symptom.map(|s| s.message).unwrap_or_default();
+        let health = Health::failed("CrashLoopBackOff", message.clone());
+        let t = &self.targets[i];
+        let subject = Subject {
+            resource: t.resource(),
+            kind: t.kind.as_str(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            reason: "CrashLoopBackOff".to_owned(),
+            message,
+            pods: vec![pod.clone()],
+        };
+        (health, subject)
+    }
+
+    fn ride_out(
+        &mut self,
+        i: usize,
+        key: String,
+        restarts: i32,
+        why: String,
+        basis: Basis,
+        now: Instant,
+    ) {
+        self.remember(&key, &why);
+        self.ridden.insert(
+            key,
+            Ridden {
+                target: i,
+                restarts,
+                why: why.clone(),
+                basis,
+                announced: stage(&pressure::view().condition(now.into_std())),
+            },
+        );
+        self.next_sample.get_or_insert(now);
+        self.emit(self.targets[i].resource(), EventState::RidingOut, why, now);
+    }
+
+    fn remember(&mut self, key: &str, why: &str) {
+        match self.ridden_out.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = why.to_owned(),
+            None => self.ridden_out.push((key.to_owned(), why.to_owned())),
+        }
+    }
+
+    /// Judges every ride-out again on the apiserver's current condition: the first that
+    /// now fails (a cache-sync crash while the apiserver has been fast for two cache-sync
+    /// windows) is returned with what the judgement says; one whose cause is unknown once
+    /// the apiserver is fast goes back to being judged by its count.
+    fn rejudge(&mut self, now: Instant) -> Option<(usize, Option<Arc<Pod>>, Option<String>)> {
+        if self.ridden.is_empty() {
+            return None;
+        }
+        let condition = pressure::view().condition(now.into_std());
+        let mut updates = Vec::new();
+        let mut failed = None;
+        for (key, r) in &self.ridden {
+            match r.judge(condition) {
+                Verdict::RideOut { why } => updates.push((key.clone(), Some(why))),
+                Verdict::ByCount => updates.push((key.clone(), None)),
+                Verdict::Fail { judgement } => {
+                    let pod = match &r.basis {
+                        Basis::Crash { pod, .. } => Some(pod.clone()),
+                        Basis::Release { .. } => None,
+                    };
+                    failed = Some((r.target, pod, judgement));
+                    break;
+                }
+            }
+        }
+        let now_stage = stage(&condition);
+        for (key, why) in updates {
+            match why {
+                Some(why) => {
+                    self.remember(&key, &why);
+                    let Some(r) = self.ridden.get_mut(&key) else {
+                        continue;
+                    };
+                    r.why = why.clone();
+                    // A change of the apiserver's condition is worth a line; new figures
+                    // of the same condition are not.
+                    if r.announced != now_stage {
+                        r.announced = now_stage;
+                        let resource = self.targets[r.target].resource();
+                        self.emit(resource, EventState::RidingOut, why, now);
+                    }
+                }
+                None => {
+                    if let Some(r) = self.ridden.remove(&key) {
+                        self.by_count.insert(key, r.restarts);
+                    }
+                }
+            }
+        }
+        failed
+    }
+
+    /// Times the apiserver while something is ridden out (the answer is recorded by the
+    /// client itself), and, for `up` and `repair`, replaces a pod of the release that
+    /// waits out a long back-off once the apiserver has calmed.
+    async fn sample(&mut self, now: Instant) {
+        self.next_sample = Some(now + SAMPLE_EVERY);
+        let client = self.client.clone();
+        tokio::spawn(pressure::time_readyz(client, PROBE_TIMEOUT));
+        if !self.opts.cut_backoff {
+            return;
+        }
+        let condition = pressure::view().condition(now.into_std());
+        let calm = matches!(condition, pressure::Condition::Fast { for_, slow_before: true, .. } if for_ >= ride::CALM);
+        if !calm {
+            return;
+        }
+        let mut waiting = Vec::new();
+        for (_, store) in &self.pods {
+            for pod in store.state() {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let Some((key, _, container)) = crash_key(&pod) else {
+                    continue;
+                };
+                if !self.ridden.contains_key(&key) || self.cut.contains(&uid) {
+                    continue;
+                }
+                let backoff = pod_symptom(&pod).and_then(|s| ride::stated_backoff(&s.message));
+                if backoff.is_some_and(|b| b >= ride::CUT_BACKOFF_FROM) {
+                    waiting.push((pod, uid, container, backoff.unwrap_or_default()));
+                }
+            }
+        }
+        for (pod, uid, container, backoff) in waiting {
+            self.cut.insert(uid.clone());
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let params = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            let result = Api::<Pod>::namespaced(self.client.clone(), &ns)
+                .delete(&name, &params)
+                .await;
+            let message = match result {
+                Ok(_) => format!(
+                    "deleted pod {ns}/{name} so its ReplicaSet starts {container} now instead of \
+                     after its {}s back-off: {}",
+                    backoff.as_secs(),
+                    condition.describe()
+                ),
+                Err(e) => format!(
+                    "could not delete pod {ns}/{name} to cut its back-off: {}",
+                    error_text(&e)
+                ),
+            };
+            self.emit(
+                format!("Pod {ns}/{name}"),
+                EventState::BackoffCut,
+                message,
+                Instant::now(),
+            );
         }
     }
 
@@ -927,13 +1321,83 @@ pub async fn wait_until_healthy(
                     .zip(&engine.ready_at)
                     .map(|(t, at)| (t.resource(), at.unwrap_or_default()))
                     .collect(),
+                ridden_out: engine.ridden_out.into_iter().map(|(_, why)| why).collect(),
             });
+        }
+        if let Some((i, pod, judgement)) = engine.rejudge(now) {
+            let mut diagnosis = match pod {
+                Some(pod) => diagnose(client, engine.crash_subject(i, &pod).1).await,
+                None => diagnose(client, engine.subject(i, &judged[i])).await,
+            };
+            diagnosis.judgement = judgement;
+            return Err(HealthError::WorkloadFailed {
+                diagnosis: Box::new(diagnosis),
+            });
+        }
+        // A crash loop is judged by its cause as soon as it shows (and again as its count
+        // grows): transient causes are ridden out, permanent ones fail now, unknown ones
+        // are left to the count.
+        if let Some((i, pod)) = engine.unjudged_crash(&judged) {
+            let (health, subject) = engine.crash_subject(i, &pod);
+            let mut diagnosis = diagnose(client, subject).await;
+            let now = Instant::now();
+            let condition = pressure::view().condition(now.into_std());
+            let (verdict, key) =
+                judge_failure(&targets[i], &health, Some(&pod), &diagnosis, condition);
+            let Some((key, restarts)) = key else { continue };
+            match verdict {
+                Verdict::RideOut { why } => {
+                    let basis = Basis::Crash {
+                        pod: pod.clone(),
+                        container: crash_key(&pod).map(|c| c.2).unwrap_or_default(),
+                        causes: diagnosis.causes.clone(),
+                        logs_read: matches!(
+                            diagnosis.logs,
+                            Some(super::diagnose::Logs::Previous { .. })
+                        ),
+                    };
+                    engine.ride_out(i, key, restarts, why, basis, now)
+                }
+                Verdict::ByCount => {
+                    engine.by_count.insert(key, restarts);
+                }
+                Verdict::Fail { judgement } => {
+                    diagnosis.judgement = judgement;
+                    return Err(HealthError::WorkloadFailed {
+                        diagnosis: Box::new(diagnosis),
+                    });
+                }
+            }
+            continue;
         }
         if let Some(i) = judged
             .iter()
             .position(|j| matches!(j.health, Health::Failed { .. }))
         {
-            let diagnosis = diagnose(client, engine.subject(i, &judged[i])).await;
+            let mut diagnosis = diagnose(client, engine.subject(i, &judged[i])).await;
+            let now = Instant::now();
+            match engine.judge_cause(i, &judged[i], &diagnosis, now) {
+                (Verdict::RideOut { why }, Some((key, restarts))) => {
+                    let basis = match (judged[i].pods.first(), reason_of(&judged[i].health)) {
+                        (Some(pod), "CrashLoopBackOff") => Basis::Crash {
+                            pod: pod.clone(),
+                            container: crash_key(pod).map(|c| c.2).unwrap_or_default(),
+                            causes: diagnosis.causes.clone(),
+                            logs_read: matches!(
+                                diagnosis.logs,
+                                Some(super::diagnose::Logs::Previous { .. })
+                            ),
+                        },
+                        _ => Basis::Release {
+                            message: message_of(&judged[i].health).to_owned(),
+                        },
+                    };
+                    engine.ride_out(i, key, restarts, why, basis, now);
+                    continue;
+                }
+                (Verdict::Fail { judgement }, _) => diagnosis.judgement = judgement,
+                (Verdict::RideOut { .. } | Verdict::ByCount, _) => {}
+            }
             return Err(HealthError::WorkloadFailed {
                 diagnosis: Box::new(diagnosis),
             });
@@ -977,6 +1441,9 @@ pub async fn wait_until_healthy(
             }
             result = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                 engine.on_probe(result, Instant::now(), &mut probe);
+            }
+            _ = tokio::time::sleep_until(engine.next_sample.unwrap_or(wake)), if engine.next_sample.is_some() => {
+                engine.sample(Instant::now()).await;
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
@@ -1028,6 +1495,7 @@ mod tests {
             probe_failures: vec![],
             logs: None,
             causes: vec![],
+            judgement: None,
             gaps: vec![],
         };
         let cases = [

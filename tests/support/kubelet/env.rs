@@ -152,6 +152,7 @@ pub fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
 pub async fn write_kubeconfig(
     client: &kube::Client,
     cluster: &Path,
+    server_override: Option<&str>,
     dir: &Path,
     pod: &Pod,
 ) -> Result<PathBuf, String> {
@@ -179,6 +180,7 @@ pub async fn write_kubeconfig(
         .map(|s| s.token)
         .ok_or("the token request returned no token")?;
     let (server, ca) = cluster_of(cluster)?;
+    let server = server_override.map_or(server, str::to_owned);
     let text = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",

@@ -51,7 +51,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-
 /// The fake node whose pods are run.
 pub const NODE: &str = "kwok-node-0";
 /// Pods with this label are run by this kubelet (testenv's `KUBELET_LABEL`).
@@ -122,6 +121,9 @@ pub struct KubeletConfig {
     pub kubeconfig: PathBuf,
     /// Where ServiceAccount kubeconfigs and container logs go.
     pub work_dir: PathBuf,
+    /// The apiserver address external-dns's kubeconfig names instead of the cluster's,
+    /// e.g. one that drops its traffic, as a NetworkPolicy dropping egress does.
+    pub apiserver: Option<String>,
 }
 
 impl KubeletConfig {

@@ -610,6 +610,7 @@ async fn prepare(
             let kubeconfig = env::write_kubeconfig(
                 &this.client,
                 &this.config.kubeconfig,
+                this.config.apiserver.as_deref(),
                 &this.config.work_dir,
                 &this.pod,
             )

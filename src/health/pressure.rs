@@ -1,0 +1,423 @@
+//! How the apiserver answers this tool: the time each request took to be answered (or to
+//! fail), as the tool's own client measured it. That is what tells a crash loop time will
+//! heal from one it will not: external-dns failing its start-up cache sync while the
+//! apiserver answers the tool slowly is a saturated apiserver (ride it out); the same crash
+//! while the apiserver answers in milliseconds is egress to it being dropped (fail).
+//!
+//! "Slow" is defined on the requests of a window of [`WINDOW`]: slow when it holds at least
+//! [`MIN_SAMPLES`] requests and at least half of them took [`SLOW`] or longer, or were
+//! throttled (429) or failed without an answer (a timeout, a refused or reset connection).
+//! Measured on the test world (docs/reliability.md, "Calibration of the saturated world"):
+//! small reads (`/readyz`, one namespace, a namespace's pods, its HelmReleases) take 5-8 ms
+//! from curl and about 50 ms through this tool's client when the apiserver is free, and
+//! 0.19-1.3 s (mostly 0.3-0.4 s) under the calibrated 1 % CPU cap, more while external-dns's
+//! own LISTs compete; 150 ms lies between. While a failure is judged the tool reads
+//! `/readyz` every few seconds, so a window holds enough requests to be judged.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A request answered this slowly counts as slow.
+pub const SLOW: Duration = Duration::from_millis(150);
+/// A window with fewer requests than this is not called slow (one late answer is not
+/// saturation).
+pub const MIN_SAMPLES: usize = 3;
+/// The window whose median decides whether the apiserver is slow.
+pub const WINDOW: Duration = Duration::from_secs(30);
+/// Samples older than this are forgotten.
+const KEEP: Duration = Duration::from_secs(15 * 60);
+/// At most this many samples are kept (the oldest go first).
+const MAX_SAMPLES: usize = 4096;
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    /// 429, or 503 with Retry-After: the apiserver's own throttling.
+    Throttled,
+    /// No answer: a timeout, a refused or reset connection.
+    Failed,
+}
+
+/// One request as the tool saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// When it ended.
+    pub at: Instant,
+    pub took: Duration,
+    pub outcome: Outcome,
+}
+
+impl Sample {
+    fn is_slow(&self) -> bool {
+        self.outcome != Outcome::Answered || self.took >= SLOW
+    }
+}
+
+static SAMPLES: Mutex<VecDeque<Sample>> = Mutex::new(VecDeque::new());
+
+/// Records a request that started at `started` and ended now.
+pub fn record(started: Instant, outcome: Outcome) {
+    let now = Instant::now();
+    let sample = Sample {
+        at: now,
+        took: now.saturating_duration_since(started),
+        outcome,
+    };
+    let mut samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    while samples.len() >= MAX_SAMPLES
+        || samples
+            .front()
+            .is_some_and(|s| now.saturating_duration_since(s.at) > KEEP)
+    {
+        samples.pop_front();
+    }
+    samples.push_back(sample);
+}
+
+/// The path of the apiserver's readiness endpoint, read to time the apiserver while a
+/// failure is judged: [`time_readyz`] records it itself, so the client's own timing layer
+/// leaves it out (a client without that layer still gets the figures).
+pub const READYZ: &str = "/readyz";
+
+/// Reads `/readyz` once, recording how long the answer took (a late answer is an answer:
+/// at most `timeout`, then it counts as none).
+pub async fn time_readyz(client: kube::Client, timeout: Duration) {
+    let Ok(request) = http::Request::get(READYZ).body(Vec::new()) else {
+        return;
+    };
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, client.request_text(request)).await {
+        Ok(Ok(_)) => Outcome::Answered,
+        Ok(Err(kube::Error::Api(e))) if e.code == 429 => Outcome::Throttled,
+        // Not ready, but it answered.
+        Ok(Err(kube::Error::Api(_))) => Outcome::Answered,
+        Ok(Err(_)) | Err(_) => Outcome::Failed,
+    };
+    record(started, outcome);
+}
+
+/// What the tool has seen of the apiserver so far.
+pub fn view() -> View {
+    View {
+        samples: SAMPLES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect(),
+    }
+}
+
+/// A copy of the samples at one moment, judged without further requests.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Oldest first.
+    pub samples: Vec<Sample>,
+}
+
+impl View {
+    fn window_ending(&self, end: Instant) -> impl Iterator<Item = &Sample> {
+        self.samples
+            .iter()
+            .filter(move |s| s.at <= end && end.saturating_duration_since(s.at) < WINDOW)
+    }
+
+    /// The median answer time of the window ending at `end`, if it holds any request.
+    pub fn median(&self, end: Instant) -> Option<Duration> {
+        let mut took: Vec<Duration> = self.window_ending(end).map(|s| s.took).collect();
+        if took.is_empty() {
+            return None;
+        }
+        took.sort();
+        Some(took[(took.len() - 1) / 2])
+    }
+
+    /// Whether the window ending at `end` was slow (see the module's definition).
+    fn slow_at(&self, end: Instant) -> bool {
+        let (slow, all) = self.window_ending(end).fold((0, 0), |(slow, all), s| {
+            (slow + usize::from(s.is_slow()), all + 1)
+        });
+        all >= MIN_SAMPLES && slow * 2 >= all
+    }
+
+    /// The last moment a window was slow, up to `now`.
+    pub fn last_slow(&self, now: Instant) -> Option<Instant> {
+        self.samples
+            .iter()
+            .rev()
+            .filter(|s| s.at <= now)
+            .map(|s| s.at)
+            .find(|at| self.slow_at(*at))
+    }
+
+    /// The apiserver's condition at `now`: slow while the window of its latest requests is
+    /// slow (however long ago they were: no newer answer says otherwise), else fast since
+    /// the last slow window, or since the first request.
+    pub fn condition(&self, now: Instant) -> Condition {
+        let Some(latest) = self
+            .samples
+            .iter()
+            .rev()
+            .find(|s| s.at <= now)
+            .map(|s| s.at)
+        else {
+            return Condition::Unknown;
+        };
+        let first = self.samples[0].at;
+        let median = self.median(latest);
+        if self.slow_at(latest) {
+            let count = |o: Outcome| {
+                self.window_ending(latest)
+                    .filter(|s| s.outcome == o)
+                    .count()
+            };
+            return Condition::Slow {
+                median,
+                throttled: count(Outcome::Throttled),
+                failed: count(Outcome::Failed),
+            };
+        }
+        match self.last_slow(now) {
+            Some(at) => Condition::Fast {
+                median,
+                for_: now.saturating_duration_since(at),
+                slow_before: true,
+            },
+            None => Condition::Fast {
+                median,
+                for_: now.saturating_duration_since(first),
+                slow_before: false,
+            },
+        }
+    }
+}
+
+/// The apiserver as the tool saw it at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Nothing measured yet.
+    Unknown,
+    /// The last window was slow.
+    Slow {
+        median: Option<Duration>,
+        throttled: usize,
+        failed: usize,
+    },
+    /// The last window was fast, and has been `for_` (since the last slow window, or since
+    /// the first request when none was slow).
+    Fast {
+        median: Option<Duration>,
+        for_: Duration,
+        slow_before: bool,
+    },
+}
+
+impl Condition {
+    /// How it reads in a progress line: "the apiserver answers in 2.3 s (saturated)".
+    pub fn describe(&self) -> String {
+        let took = |m: &Option<Duration>| match m {
+            Some(d) if *d >= Duration::from_secs(1) => format!("{:.1} s", d.as_secs_f64()),
+            Some(d) => format!("{} ms", d.as_millis().max(1)),
+            None => "(no answer yet)".to_owned(),
+        };
+        match self {
+            Condition::Unknown => "the apiserver has not answered yet".to_owned(),
+            Condition::Slow {
+                median,
+                throttled,
+                failed,
+            } => {
+                let mut s = format!("the apiserver answers in {} (saturated", took(median));
+                if *throttled > 0 {
+                    s.push_str(&format!(", {throttled} throttled"));
+                }
+                if *failed > 0 {
+                    s.push_str(&format!(", {failed} without an answer"));
+                }
+                s.push(')');
+                s
+            }
+            Condition::Fast {
+                median,
+                for_,
+                slow_before,
+            } => format!(
+                "the apiserver answers in {} and has for {}s{}",
+                took(median),
+                for_.as_secs(),
+                if *slow_before {
+                    " since it was slow"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(start: Instant, samples: &[(u64, u64, Outcome)]) -> View {
+        View {
+            samples: samples
+                .iter()
+                .map(|(at_s, took_ms, outcome)| Sample {
+                    at: start + Duration::from_secs(*at_s),
+                    took: Duration::from_millis(*took_ms),
+                    outcome: *outcome,
+                })
+                .collect(),
+        }
+    }
+
+    use Outcome::*;
+
+    #[test]
+    fn nothing_measured_is_unknown() {
+        let now = Instant::now();
+        assert_eq!(View::default().condition(now), Condition::Unknown);
+    }
+
+    #[test]
+    fn a_window_whose_median_is_a_second_or_more_is_slow() {
+        let t0 = Instant::now();
+        let v = view(
+            t0,
+            &[(1, 5, Answered), (2, 2300, Answered), (3, 2600, Answered)],
+        );
+        let c = v.condition(t0 + Duration::from_secs(4));
+        assert_eq!(
+            c,
+            Condition::Slow {
+                median: Some(Duration::from_millis(2300)),
+                throttled: 0,
+                failed: 0
+            }
+        );
+        assert_eq!(c.describe(), "the apiserver answers in 2.3 s (saturated)");
+    }
+
+    #[test]
+    fn throttling_and_requests_without_answer_count_as_slow() {
+        let t0 = Instant::now();
+        let v = view(
+            t0,
+            &[(1, 5, Answered), (2, 40, Throttled), (3, 30000, Failed)],
+        );
+        assert!(matches!(
+            v.condition(t0 + Duration::from_secs(4)),
+            Condition::Slow {
+                throttled: 1,
+                failed: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_fast_apiserver_is_fast_since_its_first_answer_or_its_last_slow_window() {
+        let t0 = Instant::now();
+        let always_fast = view(
+            t0,
+            &[(0, 3, Answered), (60, 4, Answered), (130, 2, Answered)],
+        );
+        assert_eq!(
+            always_fast.condition(t0 + Duration::from_secs(130)),
+            Condition::Fast {
+                median: Some(Duration::from_millis(2)),
+                for_: Duration::from_secs(130),
+                slow_before: false
+            }
+        );
+        let recovered = view(
+            t0,
+            &[
+                (0, 3000, Answered),
+                (5, 2500, Answered),
+                (10, 2000, Answered),
+                (50, 4, Answered),
+                (70, 3, Answered),
+            ],
+        );
+        assert_eq!(
+            recovered.condition(t0 + Duration::from_secs(70)),
+            Condition::Fast {
+                median: Some(Duration::from_millis(3)),
+                for_: Duration::from_secs(60),
+                slow_before: true
+            }
+        );
+        assert_eq!(
+            recovered.last_slow(t0 + Duration::from_secs(70)),
+            Some(t0 + Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn without_newer_answers_the_last_verdict_stands() {
+        let t0 = Instant::now();
+        let v = view(
+            t0,
+            &[
+                (0, 3000, Answered),
+                (1, 3000, Answered),
+                (2, 3000, Answered),
+                (100, 3, Answered),
+            ],
+        );
+        assert_eq!(
+            v.last_slow(t0 + Duration::from_secs(200)),
+            Some(t0 + Duration::from_secs(2))
+        );
+        assert!(matches!(
+            v.condition(t0 + Duration::from_secs(200)),
+            Condition::Fast { for_, slow_before: true, .. } if for_ == Duration::from_secs(198)
+        ));
+        let silent = view(
+            t0,
+            &[
+                (0, 3, Answered),
+                (10, 3000, Answered),
+                (11, 4000, Answered),
+                (12, 3000, Answered),
+            ],
+        );
+        assert!(
+            matches!(
+                silent.condition(t0 + Duration::from_secs(300)),
+                Condition::Slow { .. }
+            ),
+            "no answer since it was slow: still slow"
+        );
+    }
+
+    #[test]
+    fn one_late_answer_is_not_saturation() {
+        let t0 = Instant::now();
+        let v = view(t0, &[(0, 4000, Answered), (1, 5, Answered)]);
+        assert!(matches!(
+            v.condition(t0 + Duration::from_secs(2)),
+            Condition::Fast {
+                slow_before: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn records_are_kept_in_order() {
+        let started = Instant::now();
+        record(started, Outcome::Answered);
+        let v = view_now();
+        assert!(v.samples.windows(2).all(|w| w[0].at <= w[1].at));
+        assert!(!v.samples.is_empty());
+    }
+
+    fn view_now() -> View {
+        super::view()
+    }
+}
