@@ -11,52 +11,17 @@ mod support;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod, Probe, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
-use serde_json::json;
+use support::flux::{namespace_with_api_key, run};
 use support::kubelet::{self, Image, Kubelet, KubeletConfig};
 use support::{World, dns_query, flux, lb_service, unique};
 
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.
 const TIMEOUT: &str = "5m";
-async fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
-        .args(args)
-        .arg("--spec")
-        .arg(spec)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("catalyst-bootstrap runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The namespace with the PowerDNS API key Secret the kit refers to, as an operator
-/// provides it before `up`.
-async fn namespace_with_api_key(world: &World, client: &kube::Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&Default::default(), &ns)
-        .await
-        .expect("create namespace");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "powerdns-api"},
-        "stringData": {"api-key": world.pdns_api_key},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), name)
-        .create(&Default::default(), &secret)
-        .await
-        .expect("create the PowerDNS API key Secret");
-}
-
 fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> Kubelet {
     Kubelet::start(
         client.clone(),

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -30,6 +30,21 @@ pub async fn write_release_status(
     name: &str,
     conditions: &[(&str, &str, &str)],
 ) {
+    let conditions: Vec<(&str, &str, &str, String)> = conditions
+        .iter()
+        .map(|(type_, status, reason)| (*type_, *status, *reason, format!("test: {reason}")))
+        .collect();
+    write_release_conditions(client, ns, name, &conditions).await;
+}
+
+/// [`write_release_status`] with each condition's message (`(type, status, reason,
+/// message)`).
+pub async fn write_release_conditions(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    conditions: &[(&str, &str, &str, String)],
+) {
     let api = helm_releases(client, ns);
     let release = api.get(name).await.expect("read HelmRelease");
     let generation = release.metadata.generation.unwrap_or(1);
@@ -39,9 +54,9 @@ pub async fn write_release_status(
         .and_then(|a| a.get("reconcile.fluxcd.io/requestedAt").cloned());
     let conditions: Vec<Value> = conditions
         .iter()
-        .map(|(type_, status, reason)| {
+        .map(|(type_, status, reason, message)| {
             json!({"type": type_, "status": status, "reason": reason,
-                   "message": format!("test: {reason}"), "observedGeneration": generation,
+                   "message": message, "observedGeneration": generation,
                    "lastTransitionTime": "2026-01-01T00:00:00Z"})
         })
         .collect();
@@ -191,4 +206,40 @@ pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>)
     let path = dir.join("sovereign.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Runs catalyst-bootstrap with `args` and `--spec spec`; its exit code, stdout and stderr.
+pub async fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
+        .args(args)
+        .arg("--spec")
+        .arg(spec)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("catalyst-bootstrap runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The namespace with the PowerDNS API key Secret the kit refers to, as an operator
+/// provides it before `up`.
+pub async fn namespace_with_api_key(world: &super::World, client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .expect("create namespace");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "powerdns-api"},
+        "stringData": {"api-key": world.pdns_api_key},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), name)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("create the PowerDNS API key Secret");
 }
