@@ -378,28 +378,25 @@ async fn repair_release(
         report.skip(resource, "not created: run `apply` first");
         return Ok(());
     };
-    let (action, reason, annotations) = match decide_release(&hr) {
+    let uid = hr.metadata.uid.as_deref();
+    let (action, reason, patch) = match decide_release(&hr) {
         ReleaseRepair::Skip { reason } => {
             report.skip(resource, reason);
             return Ok(());
         }
-        ReleaseRepair::None => (None, String::new(), json!({})),
+        ReleaseRepair::None => (None, String::new(), Value::Null),
         ReleaseRepair::RequestReconcile { reason } => (
             Some(Action::RequestReconcile),
             reason,
-            json!({ REQUESTED_AT: now() }),
+            json!({"metadata": {"uid": uid, "annotations": { REQUESTED_AT: now() }}}),
         ),
-        ReleaseRepair::ResetFailures { reason } => {
-            let token = now();
-            (
-                Some(Action::ResetFailures),
-                reason,
-                json!({ REQUESTED_AT: token, RESET_AT: token }),
-            )
-        }
+        ReleaseRepair::ResetFailures { reason } => (
+            Some(Action::ResetFailures),
+            reason,
+            reset_patch(uid, &now()),
+        ),
     };
     if let Some(action) = action {
-        let patch = json!({"metadata": {"uid": hr.metadata.uid, "annotations": annotations}});
         merge_patch(&api, &target.name, &resource, patch, policy).await?;
         report.actions.push(RepairAction {
             resource: resource.clone(),
@@ -554,6 +551,20 @@ async fn list_replica_sets(
     Ok(with_retry(policy, &what, || api.list(&params)).await?.items)
 }
 
+/// What `flux reconcile helmrelease --reset` writes, as a merge patch carrying the UID of
+/// the HelmRelease judged: `requestedAt` and `resetAt` set to one fresh `token`.
+pub(crate) fn reset_patch(uid: Option<&str>, token: &str) -> Value {
+    json!({"metadata": {"uid": uid, "annotations": { REQUESTED_AT: token, RESET_AT: token }}})
+}
+
+/// The parameters of every repair write: its own field manager.
+pub(crate) fn write_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// A merge patch of fixed values: repeating it after a lost answer changes nothing more.
 async fn merge_patch<K>(
     api: &Api<K>,
@@ -565,10 +576,7 @@ async fn merge_patch<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
+    let params = write_params();
     let patch = Patch::Merge(&patch);
     let what = format!("patch {resource}");
     with_retry(policy, &what, || api.patch(name, &params, &patch)).await?;

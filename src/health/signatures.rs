@@ -66,6 +66,14 @@ pub const SIGNATURES: &[Signature] = &[
                 does not resolve (network policy egress, a firewall, or a wrong --pdns-server host)",
     },
     Signature {
+        id: "external-dns-config",
+        // external-dns v0.22 exits 1 at start with `config validation failed: <why>` or
+        // `flag parsing error: <why>`, before it contacts the apiserver.
+        patterns: &[r"config validation failed: ", r"flag parsing error: "],
+        cause: "external-dns refused its configuration (its flags, from the kit and any values \
+                override): fix the setting its log line names; waiting will not help",
+    },
+    Signature {
         id: "rbac",
         patterns: &[
             r#"is forbidden: User "system:serviceaccount:[^"]+" cannot (list|watch|get) resource"#,
@@ -219,6 +227,16 @@ mod tests {
             ),
             ["apiserver-egress"]
         );
+    }
+
+    #[test]
+    fn external_dns_refusing_its_configuration() {
+        for line in [
+            r#"time="2026-12-01T00:00:00Z" level=fatal msg="config validation failed: txt-prefix and txt-suffix are mutual exclusive""#,
+            r#"level=fatal msg="flag parsing error: unknown long flag '--no-such-flag'""#,
+        ] {
+            assert_eq!(ids(line), ["external-dns-config"], "{line}");
+        }
     }
 
     #[test]

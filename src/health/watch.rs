@@ -239,6 +239,9 @@ pub enum EventState {
     RidingOut,
     /// A pod waiting out a long kubelet back-off was replaced once the apiserver calmed.
     BackoffCut,
+    /// A HelmRelease helm-controller gave up on during saturation had its failure counters
+    /// reset once the apiserver calmed.
+    ResetFailures,
 }
 
 /// A successful wait.
@@ -468,6 +471,8 @@ struct Engine<'a> {
     by_count: HashMap<String, i32>,
     /// Pods replaced to cut a long back-off short (by uid): each once at most.
     cut: std::collections::HashSet<String>,
+    /// HelmRelease ride-outs whose failure counters were reset (by key): once per cause.
+    reset: std::collections::HashSet<String>,
     /// While something is ridden out: when to time the apiserver next.
     next_sample: Option<Instant>,
 }
@@ -678,6 +683,7 @@ impl<'a> Engine<'a> {
             ridden_out: Vec::new(),
             by_count: HashMap::new(),
             cut: Default::default(),
+            reset: Default::default(),
             next_sample: None,
         };
         (engine, select_all(streams))
@@ -966,8 +972,9 @@ impl<'a> Engine<'a> {
     }
 
     /// Times the apiserver while something is ridden out (the answer is recorded by the
-    /// client itself), and, for `up` and `repair`, replaces a pod of the release that
-    /// waits out a long back-off once the apiserver has calmed.
+    /// client itself), and, for `up` and `repair`, once the apiserver has calmed: replaces
+    /// a pod of the release that waits out a long back-off, and resets the failure
+    /// counters of a HelmRelease helm-controller gave up on while it was slow.
     async fn sample(&mut self, now: Instant) {
         self.next_sample = Some(now + SAMPLE_EVERY);
         let client = self.client.clone();
@@ -980,6 +987,7 @@ impl<'a> Engine<'a> {
         if !calm {
             return;
         }
+        self.reset_stalled_releases(&condition).await;
         let mut waiting = Vec::new();
         for (_, store) in &self.pods {
             for pod in store.state() {
@@ -1025,6 +1033,56 @@ impl<'a> Engine<'a> {
             self.emit(
                 format!("Pod {ns}/{name}"),
                 EventState::BackoffCut,
+                message,
+                Instant::now(),
+            );
+        }
+    }
+
+    /// helm-controller retries no more once it has given up (Stalled, retries exhausted):
+    /// a failure it gave up on because the apiserver was slow is ridden out, and once the
+    /// apiserver is calm its counters are reset as `flux reconcile helmrelease --reset`
+    /// does, at most once per cause, with the UID judged as precondition.
+    async fn reset_stalled_releases(&mut self, condition: &pressure::Condition) {
+        let mut due = Vec::new();
+        for (key, r) in &self.ridden {
+            if !matches!(r.basis, Basis::Release { .. }) || self.reset.contains(key) {
+                continue;
+            }
+            let ObjectStore::HelmRelease(store) = &self.objects[r.target] else {
+                continue;
+            };
+            if let Some(hr) = find(store, &self.targets[r.target].name) {
+                due.push((key.clone(), r.target, hr));
+            }
+        }
+        for (key, i, hr) in due {
+            self.reset.insert(key);
+            let target = &self.targets[i];
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                self.client.clone(),
+                &target.namespace,
+                &helm_release_resource(),
+            );
+            let token = k8s_openapi::jiff::Timestamp::now().to_string();
+            let patch = crate::repair::reset_patch(hr.metadata.uid.as_deref(), &token);
+            let result = api
+                .patch(
+                    &target.name,
+                    &crate::repair::write_params(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+            let message = match result {
+                Ok(_) => format!(
+                    "reset the failure counters so helm-controller tries again: {}",
+                    condition.describe()
+                ),
+                Err(e) => format!("could not reset the failure counters: {}", error_text(&e)),
+            };
+            self.emit(
+                target.resource(),
+                EventState::ResetFailures,
                 message,
                 Instant::now(),
             );
@@ -1586,5 +1644,13 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"resource":"apiserver","state":"apiserver-unreachable","message":"connection refused","elapsed_s":1.5}"#
         );
+        // The states README.md's output table names.
+        for (state, name) in [
+            (EventState::RidingOut, "riding-out"),
+            (EventState::BackoffCut, "backoff-cut"),
+            (EventState::ResetFailures, "reset-failures"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+        }
     }
 }
