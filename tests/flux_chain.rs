@@ -8,33 +8,18 @@
 
 mod support;
 
-use std::path::Path;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 use support::flux::{namespace_with_api_key, run};
-use support::kubelet::{self, Image, Kubelet, KubeletConfig};
+use support::kubelet;
 use support::{World, dns_query, flux, lb_service, unique};
 
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.
 const TIMEOUT: &str = "5m";
-fn runner(world: &World, client: &kube::Client, ns: &str, dir: &Path) -> Kubelet {
-    Kubelet::start(
-        client.clone(),
-        KubeletConfig {
-            namespace: ns.to_owned(),
-            images: vec![Image::external_dns(world.external_dns_bin.clone())],
-            kubeconfig: world.kubeconfig.clone(),
-            work_dir: dir.join("pods"),
-            apiserver: None,
-        },
-    )
-}
-
 /// The controllers' own logs, for a failure message.
 fn controller_logs() -> String {
     let Ok(state) = std::env::var("CATALYST_TESTENV_DIR") else {
@@ -76,7 +61,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     namespace_with_api_key(&world, &client, &name).await;
     let hostname = format!("api.{zone}");
     lb_service(&client, &name, "api", &hostname, "192.0.2.44").await;
-    let pods = runner(&world, &client, &name, dir.path());
+    let pods = world.kubelet(&client, &name, dir.path().join("pods"));
 
     let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
     let context = || {
@@ -279,7 +264,7 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
 
     // Fixed spec (the pinned version): `repair` applies it and Flux recovers.
     let spec = flux::chain_sovereign_file(dir.path(), &name, None);
-    let pods = runner(&world, &client, &name, dir.path());
+    let pods = world.kubelet(&client, &name, dir.path().join("pods"));
     let (code, stdout, stderr) = run(&["repair", "--timeout", TIMEOUT], &spec).await;
     assert_eq!(
         code,

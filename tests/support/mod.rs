@@ -88,6 +88,23 @@ impl World {
         }
     }
 
+    /// The world's kubelet for the labelled pods of `ns`: the real external-dns for
+    /// external-dns's image, with its run logs under `work_dir`.
+    pub fn kubelet(&self, client: &kube::Client, ns: &str, work_dir: PathBuf) -> kubelet::Kubelet {
+        kubelet::Kubelet::start(client.clone(), self.kubelet_config(ns, work_dir))
+    }
+
+    /// What [`World::kubelet`] runs, for a test that changes part of it.
+    pub fn kubelet_config(&self, ns: &str, work_dir: PathBuf) -> kubelet::KubeletConfig {
+        kubelet::KubeletConfig {
+            namespace: ns.to_owned(),
+            images: vec![kubelet::Image::external_dns(self.external_dns_bin.clone())],
+            kubeconfig: self.kubeconfig.clone(),
+            work_dir,
+            apiserver: None,
+        }
+    }
+
     /// Runs the real external-dns once over the Services of `ns`, writing into the world's
     /// PowerDNS with owner `openova` and prefix `_externaldns.`; panics (with its log) when
     /// it fails. Returns its log.

@@ -345,15 +345,7 @@ async fn run_container(
         let mut command = match prepare(&this, &container, &ports).await {
             Ok(c) => c,
             Err((reason, message)) => {
-                this.container(index, |c| {
-                    c.state = State::Waiting {
-                        reason: reason.to_owned(),
-                        message: Some(message.clone()),
-                    };
-                });
-                this.events
-                    .emit(Type::Warning, "Failed", &name, format!("Error: {message}"));
-                if stopped_within(&mut stop, CONFIG_RETRY).await.is_some() {
+                if not_started(&this, index, &name, reason, message, &mut stop).await {
                     return;
                 }
                 continue;
@@ -373,15 +365,7 @@ async fn run_container(
             Ok(child) => child,
             Err(e) => {
                 let message = format!("failed to start container {name:?}: {e}");
-                this.container(index, |c| {
-                    c.state = State::Waiting {
-                        reason: "RunContainerError".to_owned(),
-                        message: Some(message.clone()),
-                    };
-                });
-                this.events
-                    .emit(Type::Warning, "Failed", &name, format!("Error: {message}"));
-                if stopped_within(&mut stop, CONFIG_RETRY).await.is_some() {
+                if not_started(&this, index, &name, "RunContainerError", message, &mut stop).await {
                     return;
                 }
                 continue;
@@ -763,6 +747,28 @@ async fn wait_stop(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
 }
 
 /// Sleeps `d` unless the pod stops its containers first (then their grace period).
+/// A container that could not be started: waiting with `reason`, a `Failed` event, and
+/// another try after [`CONFIG_RETRY`], as the kubelet's sync loop does. True when the pod
+/// was stopped meanwhile.
+async fn not_started(
+    this: &PodRef,
+    index: usize,
+    name: &str,
+    reason: &str,
+    message: String,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> bool {
+    this.container(index, |c| {
+        c.state = State::Waiting {
+            reason: reason.to_owned(),
+            message: Some(message.clone()),
+        };
+    });
+    this.events
+        .emit(Type::Warning, "Failed", name, format!("Error: {message}"));
+    stopped_within(stop, CONFIG_RETRY).await.is_some()
+}
+
 async fn stopped_within(
     stop: &mut watch::Receiver<Option<Duration>>,
     d: Duration,
