@@ -501,9 +501,18 @@ def count_verbs(reqs):
     return out
 
 
-def prepare_namespace(world, ns, release):
-    """Nothing to prepare: every arm creates the namespace itself. Kept as the one place
-    where a world that needs per-namespace objects (a PowerDNS credential) adds them."""
+def prepare_namespace(world, ns, release, api_key=False):
+    """Nothing to prepare for kwok's pods: every arm creates the namespace itself. With
+    `api_key` (pods that really run external-dns), the namespace with the Secret
+    `powerdns-api` (key `api-key`) the kit's external-dns reads, as an operator provides it
+    before the bring-up; the key goes through stdin, never argv."""
+    if api_key:
+        world.kubectl("create", "namespace", ns)
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                  "metadata": {"name": "powerdns-api", "namespace": ns},
+                  "stringData": {"api-key": world.env["PDNS_API_KEY"]}}
+        world.kubectl("apply", "--server-side", "--field-manager=bench-setup", "-f", "-",
+                      input=yaml.safe_dump(secret))
     hook = world.work / "prepare-namespace"
     if hook.exists():
         subprocess.run([str(hook), ns, release], check=True, env=world.env)
@@ -585,6 +594,293 @@ class Fault:
         return self.log
 
 
+# ---------------------------------------------------------------- the saturated bring-up
+
+# The calibrated saturated world of docs/reliability.md: this many load Services (with an
+# EndpointSlice each and a third as many Pods) and this CPU cap on kube-apiserver make every
+# start-up cache sync of the real external-dns fail.
+SATURATION_LOAD = 3000
+SATURATION_CAP_PERCENT = 1
+# The cap is lifted once external-dns has failed its cache sync this many times...
+SATURATION_FAILED_SYNCS = 3
+# ...or this long after the tool started, whichever comes first.
+SATURATION_LIFT_AT_LATEST = 8 * 60
+# A safety net: testenv's own timer lifts the cap after this long whatever happens here.
+SATURATION_TIMER = 20 * 60
+# A tool chain still running this long after it started is killed (TIMEOUT is 10 min).
+SATURATION_RUN_LIMIT = 11 * 60
+# How long the record is looked for in PowerDNS after a tool exited without it.
+RECORD_GRACE = 60
+
+
+def testenv(world, *args, check=True):
+    """scripts/testenv against the bench's own world (never another one)."""
+    env = dict(world.env)
+    env["CATALYST_TESTENV_DIR"] = str(world.state)
+    r = subprocess.run([world.testenv, *map(str, args)], capture_output=True, text=True, env=env)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"scripts/testenv {' '.join(map(str, args))}: {r.stderr.strip()}")
+    return r
+
+
+class KubeletLogs:
+    """The container logs the world's kubelet writes under its work dir, one CRI file per
+    container run (`<ns>_<pod>_<uid>/<container>/<restart>.log`)."""
+
+    def __init__(self, work_dir):
+        self.work_dir = Path(work_dir)
+
+    def runs(self):
+        return sorted(self.work_dir.glob("*/*/*.log"))
+
+    def counts(self):
+        runs = self.runs()
+        failed = 0
+        for f in runs:
+            try:
+                if b"failed to sync" in f.read_bytes():
+                    failed += 1
+            except OSError:
+                pass
+        pods = {f.parent.parent.name for f in runs}
+        return {"container_runs": len(runs), "pods": len(pods), "failed_syncs": failed,
+                "restarts": len(runs) - len(pods)}
+
+
+class RecordWatcher(threading.Thread):
+    """Reads the world's zone from PowerDNS's API every second until `hostname`'s A record
+    is there; remembers when it first was (wall clock)."""
+
+    def __init__(self, world, hostname):
+        super().__init__(daemon=True)
+        self.world, self.hostname = world, hostname.rstrip(".") + "."
+        self.seen_at = None
+        self.stop = threading.Event()
+
+    def run(self):
+        base = self.world.env["PDNS_API_URL"]
+        host, port = base.removeprefix("http://").split(":")
+        zone = self.world.env["PDNS_ZONE"].rstrip(".") + "."
+        while not self.stop.is_set() and self.seen_at is None:
+            try:
+                c = http.client.HTTPConnection(host, int(port), timeout=5)
+                c.request("GET", f"/api/v1/servers/localhost/zones/{zone}",
+                          headers={"X-API-Key": self.world.env["PDNS_API_KEY"]})
+                r = c.getresponse()
+                body = r.read()
+                if r.status == 200:
+                    rrsets = json.loads(body).get("rrsets", [])
+                    if any(x["name"] == self.hostname and x["type"] == "A" and x.get("records")
+                           for x in rrsets):
+                        self.seen_at = time.time()
+                        return
+            except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                pass
+            self.stop.wait(1)
+
+
+def lb_service(world, ns, hostname, ip):
+    """A LoadBalancer Service with external-dns's hostname annotation and its address in the
+    status (what a cloud controller would write): the record external-dns must publish and
+    `up` must prove."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "web", "namespace": ns,
+        "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    world.kubectl("apply", "--server-side", "--field-manager=bench-setup", "-f", "-",
+                  input=yaml.safe_dump(svc))
+    world.kubectl("patch", "service", "web", "-n", ns, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}))
+
+
+def up_events(output_log):
+    """The NDJSON events catalyst-bootstrap wrote to stdout (the log mixes in stderr)."""
+    events = []
+    try:
+        text = Path(output_log).read_text(errors="replace")
+    except OSError:
+        return events
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(e, dict) and "state" in e:
+            events.append(e)
+    return events
+
+
+def start_kubelet(world, ns, work_dir, log_path):
+    env = dict(world.env)
+    env["KUBECONFIG"] = str(world.state / "kubeconfig")
+    log_file = open(log_path, "ab")
+    try:
+        return subprocess.Popen([world.bins["kubelet"], ns, str(work_dir)], stdout=log_file,
+                                stderr=log_file, env=env, start_new_session=True)
+    finally:
+        log_file.close()
+
+
+def stop_kubelet(world, ns, kubelet):
+    """Lets the kubelet finish the deletion of the namespace's pods (a deleted pod stays
+    Terminating on a node without one), then stops it (it kills its processes)."""
+    deadline = time.time() + 60
+    while time.time() < deadline and kubelet.poll() is None:
+        r = world.kubectl("get", "pods", "-n", ns, "-l", "testenv.catalyst.openova.io/kubelet",
+                          "--no-headers", "--ignore-not-found", check=False)
+        if r.returncode == 0 and not r.stdout.strip():
+            break
+        time.sleep(1)
+    if kubelet.poll() is None:
+        kubelet.terminate()
+        try:
+            kubelet.wait(20)
+        except subprocess.TimeoutExpired:
+            kubelet.kill()
+            kubelet.wait()
+    # Whatever is left has no kubelet any more: finish its deletion by force.
+    world.kubectl("delete", "pods", "--all", "-n", ns, "--force", "--grace-period=0", "--wait=false",
+                  check=False)
+
+
+def run_saturated(world, args, n, tool, scenario):
+    """One tool's bring-up on the saturated apiserver: the load is in place (for the whole
+    scenario), the apiserver is capped from before the tool starts, the world's kubelet runs
+    the real external-dns, and the cap is lifted once external-dns has failed its start-up
+    cache sync SATURATION_FAILED_SYNCS times."""
+    tag = f"{args.tag}-{n:03d}"
+    ns, release = f"bench-{tag}", f"external-dns-{tag}"
+    rundir = world.work / "runs" / f"{n:03d}-{tool}-{scenario['name']}"
+    shutil.rmtree(rundir, ignore_errors=True)
+    rundir.mkdir(parents=True)
+    # The world's Sovereign for its Flux shard whose pods the emulated kubelet runs.
+    spec = yaml.safe_load(Path(world.env["CATALYST_KUBELET_SPEC"]).read_text())
+    spec["spec"].setdefault("externalDns", {}).update({"namespace": ns, "releaseName": release})
+    spec_path = rundir / "sovereign.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    kit = rundir / "kit"
+    subprocess.run([world.bins["catalyst-bootstrap"], "render", "--spec", str(spec_path), "--out", str(kit)],
+                   check=True, capture_output=True, env=world.env)
+    hostname = f"{ns}.{world.env['PDNS_ZONE'].rstrip('.')}"
+    # Everything an operator provides, while the apiserver is still free.
+    prepare_namespace(world, ns, release, api_key=True)
+    lb_service(world, ns, hostname, "192.0.2.80")
+
+    arm = Arm(world, tool, ns, release, spec_path, kit)
+    commands = arm.commands()
+    env = dict(world.env)
+    env["KUBECONFIG"] = arm.kc
+    env["HOME"] = str(world.work / "home" / tool)
+    shutil.rmtree(env["HOME"], ignore_errors=True)
+    Path(env["HOME"]).mkdir(parents=True)
+    logs = KubeletLogs(rundir / "kubelet")
+    out = rundir / "output.log"
+
+    world.audit_events()
+    watcher = PodWatcher(world, ns)
+    watcher.start()
+    watcher.started.wait(10)
+    record = RecordWatcher(world, hostname)
+    record.start()
+    timeline = []
+    kubelet = None
+    lifted_at = None
+    state = {"codes": [], "rss": 0, "exit": None}
+
+    def chain(t0):
+        deadline = t0 + SATURATION_RUN_LIMIT
+        try:
+            for cmd in commands:
+                code, peak = run_command(cmd, env, deadline, out)
+                state["codes"].append(code)
+                state["rss"] = max(state["rss"], peak)
+                if code != 0:
+                    break
+        finally:
+            state["exit"] = time.time()
+
+    log(f"run {n}: {tool} / {scenario['name']} in {ns} (record {hostname})")
+    try:
+        testenv(world, "saturate", SATURATION_CAP_PERCENT, SATURATION_TIMER)
+        t0 = time.time()
+        timeline.append(("capped", 0.0))
+        kubelet = start_kubelet(world, ns, rundir / "kubelet", rundir / "kubelet.log")
+        runner = threading.Thread(target=chain, args=(t0,), daemon=True)
+        runner.start()
+        why = None
+        while why is None:
+            failed = logs.counts()["failed_syncs"]
+            if failed >= SATURATION_FAILED_SYNCS:
+                why = f"after {failed} failed cache syncs"
+            elif not runner.is_alive():
+                why = "the tool had exited"
+            elif time.time() - t0 >= SATURATION_LIFT_AT_LATEST:
+                why = f"time box ({failed} failed cache syncs)"
+            else:
+                time.sleep(1)
+        before = logs.counts()
+        testenv(world, "saturate", "off")
+        lifted_at = time.time()
+        timeline.append((f"lifted, {why}", round(lifted_at - t0, 1)))
+        log(f"  cap lifted {lifted_at - t0:.0f}s after the start, {why}")
+        runner.join(max(1, t0 + SATURATION_RUN_LIMIT + 30 - time.time()))
+        t_exit = state["exit"] or time.time()
+        at_exit = logs.counts()
+        if record.seen_at is None:
+            record.join(RECORD_GRACE)
+    finally:
+        if lifted_at is None:
+            testenv(world, "saturate", "off", check=False)
+        record.stop.set()
+        watcher.stop.set()
+        time.sleep(2)  # let the audit backend write the last events
+        events = world.audit_events()
+        cleanup(world, tool, ns, release)
+        if kubelet is not None:
+            stop_kubelet(world, ns, kubelet)
+
+    codes = state["codes"]
+    ok = bool(codes) and all(c == 0 for c in codes) and len(codes) == len(commands)
+    user = USERS[tool]
+    reqs = {e["auditID"] for e in events if e.get("user", {}).get("username") == user
+            and e.get("stage") in ("ResponseComplete", "ResponseStarted")}
+    up = up_events(out) if tool == "catalyst-bootstrap" else []
+    result = {
+        "run": n, "tool": tool, "scenario": scenario["name"], "ok": ok, "exit_codes": codes,
+        "wall_s": round(t_exit - t0, 3),
+        "lifted_at_s": round(lifted_at - t0, 3),
+        "lift_reason": why,
+        "lift_to_exit_s": round(t_exit - lifted_at, 3),
+        "lift_to_success_s": round(t_exit - lifted_at, 3) if ok and t_exit >= lifted_at else None,
+        "lift_to_record_s": round(record.seen_at - lifted_at, 3) if record.seen_at else None,
+        "ready_at_s": round(watcher.all_ready_at - t0, 3) if watcher.all_ready_at else None,
+        "first_pod_at_s": round(watcher.first_pod_at - t0, 3) if watcher.first_pod_at else None,
+        "failed_syncs_before_lift": before["failed_syncs"],
+        "failed_syncs": at_exit["failed_syncs"],
+        "restarts": at_exit["restarts"],
+        "pods": at_exit["pods"],
+        "container_runs": at_exit["container_runs"],
+        "riding_out": sum(e.get("state") == "riding-out" for e in up),
+        "backoff_cut": sum(e.get("state") == "backoff-cut" for e in up),
+        "reset_failures": sum(e.get("state") == "reset-failures" for e in up),
+        "requests": len(reqs),
+        "peak_rss_kib": state["rss"],
+        "fault": timeline,
+        "rundir": str(rundir),
+        "setup": {"load": SATURATION_LOAD, "cap_percent": SATURATION_CAP_PERCENT,
+                  "lift_after_failed_syncs": SATURATION_FAILED_SYNCS,
+                  "lift_at_latest_s": SATURATION_LIFT_AT_LATEST, "timeout": TIMEOUT},
+    }
+    log(f"  -> ok={ok} codes={codes} wall={result['wall_s']}s lift->exit={result['lift_to_exit_s']}s "
+        f"lift->record={result['lift_to_record_s']} failed syncs={result['failed_syncs']} "
+        f"restarts={result['restarts']} pods={result['pods']} riding-out={result['riding_out']} "
+        f"backoff-cut={result['backoff_cut']}")
+    return result
+
+
 # ---------------------------------------------------------------- plan
 
 
@@ -595,8 +891,27 @@ def scenarios(quick):
         {"name": "freeze", "reps": 1, "ready_delay": 20, "fault": "freeze", "freeze_at": 8,
          "freeze_for": 60},
         {"name": "storm", "reps": 1, "ready_delay": 0, "fault": "storm", "storm_for": 30 if quick else 45},
+        # One run per tool: each takes several minutes (three failed cache syncs under the cap).
+        {"name": "saturated", "reps": 1, "fault": "saturate"},
     ]
     return s
+
+
+def previous_results(path, plan):
+    """The runs of an earlier results file for the scenarios this invocation does not run
+    (so `--only X` replaces X's runs and keeps the others), with when each was started."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return [], {}
+    names = {s["name"] for s in plan}
+    keep = [r for r in old.get("runs", []) if r["scenario"] not in names]
+    groups = {}
+    for r in keep:
+        groups.setdefault(r["scenario"], old.get("scenarios", {}).get(r["scenario"]) or {
+            "started": old.get("started"), "quick": old.get("quick", False),
+            "flux_stand_in": old.get("flux_stand_in", False)})
+    return keep, groups
 
 
 def main():
@@ -612,22 +927,41 @@ def main():
     ap.add_argument("--run-limit", type=float, default=420)
     ap.add_argument("--flux-stand-in", action="store_true",
                     help="the world runs no Flux controllers: play them (see FluxStandIn)")
+    ap.add_argument("--testenv", default="", help="scripts/testenv (for the saturated scenario)")
     args = ap.parse_args()
     args.tag = f"{int(time.time()) % 46656:x}"
+    # A TERM (scripts/bench interrupted) unwinds like an error: the cap is lifted, the
+    # kubelet stopped, the load removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     bins = dict(b.split("=", 1) for b in args.bin)
     world = World(args.state, args.work, bins)
     world.kapp_config = Path(args.kapp_config)
+    world.testenv = args.testenv
     world.make_identities()
     tools = args.tools.split(",")
     plan = [s for s in scenarios(args.quick) if not args.only or s["name"] in args.only.split(",")]
+    if any(s.get("fault") == "saturate" for s in plan):
+        missing = [what for what, have in (("real Flux controllers (the world has none)", not args.flux_stand_in),
+                                           ("--bin kubelet=PATH", "kubelet" in bins),
+                                           ("--testenv PATH", args.testenv)) if not have]
+        if missing:
+            log(f"skipping the saturated scenario: it needs {', '.join(missing)}")
+            plan = [s for s in plan if s.get("fault") != "saturate"]
     if any(s.get("fault") == "storm" for s in plan):
         prepare_storm(world)
 
+    kept, groups = previous_results(args.results, plan)
     results = []
     n = 0
     start = time.time()
     for scenario in plan:
+        groups[scenario["name"]] = {"started": time.time(), "quick": args.quick,
+                                    "flux_stand_in": args.flux_stand_in}
+        if scenario.get("fault") == "saturate":
+            n = run_saturated_scenario(world, args, tools, scenario, n, results,
+                                       lambda: write_results(args, start, kept + results, groups))
+            continue
         for rep in range(scenario["reps"]):
             # Alternate the order, so no tool always runs first (cold caches) or last.
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
@@ -642,10 +976,41 @@ def main():
                         world.kubectl("delete", "flowschema,prioritylevelconfiguration", "bench-storm",
                                       "--ignore-not-found", check=False)
                     world.pod_ready_delay(0)
-                with open(args.results, "w") as f:
-                    json.dump({"started": start, "quick": args.quick, "flux_stand_in": args.flux_stand_in,
-                           "runs": results}, f, indent=1)
+                write_results(args, start, kept + results, groups)
     log(f"{n} runs in {time.time() - start:.0f}s; results in {args.results}")
+
+
+def write_results(args, start, runs, groups):
+    with open(args.results, "w") as f:
+        json.dump({"started": start, "quick": args.quick, "flux_stand_in": args.flux_stand_in,
+                   "scenarios": groups, "runs": runs}, f, indent=1)
+
+
+def run_saturated_scenario(world, args, tools, scenario, n, results, save):
+    """The load for the whole scenario (created once, removed at the end), then one
+    saturated bring-up per tool; the cap is always lifted (run_saturated sees to it)."""
+    log(f"saturated scenario: load {SATURATION_LOAD} (scripts/testenv load)")
+    t = time.time()
+    testenv(world, "load", SATURATION_LOAD)
+    log(f"  load in place after {time.time() - t:.0f}s")
+    try:
+        for rep in range(scenario["reps"]):
+            order = tools[rep % len(tools):] + tools[:rep % len(tools)]
+            for tool in order:
+                n += 1
+                try:
+                    results.append(run_saturated(world, args, n, tool, scenario))
+                except Exception as e:  # noqa: BLE001 - one broken run must not leave the world saturated
+                    log(f"  run {n} ({tool}) broke: {e}")
+                    testenv(world, "saturate", "off", check=False)
+                    results.append({"run": n, "tool": tool, "scenario": scenario["name"], "ok": False,
+                                    "exit_codes": [], "broken": str(e)})
+                save()
+    finally:
+        testenv(world, "saturate", "off", check=False)
+        log("saturated scenario: removing the load")
+        testenv(world, "load", "off", check=False)
+    return n
 
 
 if __name__ == "__main__":
