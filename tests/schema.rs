@@ -781,13 +781,6 @@ fn the_checks_only_the_loader_makes_are_not_in_the_schema() {
             Box::new(|d| d["spec"]["externalDns"] = json!({ "sources": [] })),
         ),
         (
-            "a probe period of 0",
-            Box::new(|d| {
-                d["spec"]["externalDns"] =
-                    json!({ "probes": { "liveness": { "periodSeconds": 0 } } })
-            }),
-        ),
-        (
             "a request above its limit",
             Box::new(|d| {
                 d["spec"]["externalDns"] =

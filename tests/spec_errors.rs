@@ -641,6 +641,79 @@ fn bad_input_exits_3_naming_the_field_and_writes_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// What the loader says of a spec that is wrong in its shape: the kinds of error a JSON
+/// Schema can state (unknown field, wrong type, missing field, a value outside an enum, a
+/// number out of range, a provider block other than the chosen one).
+const SHAPE_ERRORS: &[&str] = &[
+    "unknown field",
+    "found the number",
+    "found a string",
+    "unknown value",
+    "unknown external-dns source",
+    "is required but missing",
+    "unsupported apiVersion",
+    "unsupported kind",
+    "is out of range",
+    "is not allowed; expected a whole number",
+    "block is set but spec.dns.provider",
+];
+
+/// The committed schema (`catalyst-bootstrap schema`) refuses every case of this corpus
+/// that the loader refuses for its shape, and accepts the base spec: an editor shows the
+/// same mistakes before the tool runs.
+#[test]
+fn the_schema_refuses_every_case_the_loader_refuses_for_its_shape() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/sovereign.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let parse = |text: &str| serde_saphyr::from_str::<serde_json::Value>(text).ok();
+    let base = parse(BASE).expect("BASE is YAML");
+    let errors: Vec<String> = validator
+        .iter_errors(&base)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "the schema refuses the base: {errors:?}");
+
+    let mut tried = Vec::new();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let Input::Text(text) = &case.spec else {
+            continue;
+        };
+        let shape = case
+            .expect
+            .iter()
+            .any(|e| SHAPE_ERRORS.iter().any(|s| e.contains(s)));
+        // Cases with defaults of their own test the defaults file, not the user's file.
+        if !shape || case.defaults.is_some() {
+            continue;
+        }
+        // Not YAML the schema could be applied to: the editor's YAML parser says so.
+        let Some(doc) = parse(text) else {
+            continue;
+        };
+        tried.push(case.name);
+        if validator.is_valid(&doc) {
+            failures.push(format!(
+                "{}: the loader refuses it ({:?}), the schema accepts it",
+                case.name, case.expect
+            ));
+        }
+    }
+    assert!(
+        tried.len() >= 15,
+        "only {} shape cases: {tried:?}",
+        tried.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn bad_input_leaves_the_output_directory_alone() {
     for case in cases().into_iter().take(12) {

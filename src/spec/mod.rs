@@ -232,10 +232,13 @@ pub struct Probe {
     /// Seconds before the first probe.
     pub initial_delay_seconds: u32,
     /// Seconds between probes, at least 1.
+    #[schemars(range(min = 1))]
     pub period_seconds: u32,
     /// Seconds a probe may take, at least 1.
+    #[schemars(range(min = 1))]
     pub timeout_seconds: u32,
     /// Failed probes in a row that count as a failure, at least 1.
+    #[schemars(range(min = 1))]
     pub failure_threshold: u32,
 }
 
