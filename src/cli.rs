@@ -450,8 +450,12 @@ fn prepare(config: &ApplyConfig) -> anyhow::Result<Prepared> {
 }
 
 /// The cluster's client; says so, loudly, when TLS verification is off.
-async fn connect(cluster: &ClusterConfig, reporter: &Reporter) -> anyhow::Result<kube::Client> {
-    let client = connect::client(cluster).await?;
+async fn connect(
+    cluster: &ClusterConfig,
+    reporter: &Reporter,
+    retry: &RetryPolicy,
+) -> anyhow::Result<kube::Client> {
+    let client = connect::client(cluster, retry.pressure()).await?;
     if cluster.insecure_skip_tls_verify {
         eprintln!("warning: {}", connect::INSECURE_WARNING);
         if reporter.format() == report::Format::Json {
@@ -496,8 +500,8 @@ pub async fn apply_kit(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<String> {
     let prepared = prepare(&config)?;
-    let client = connect(&config.cluster, &reporter).await?;
     let retry = retry_policy(&config, &reporter);
+    let client = connect(&config.cluster, &reporter, &retry).await?;
     let summary =
         apply_prepared(&client, &prepared, &config, &retry, show_changes, &reporter).await?;
     Ok(format!("{summary}; {}", requests(&retry, &reporter)))
@@ -569,8 +573,8 @@ pub async fn wait_kit(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<String> {
     let prepared = prepare(&config.apply)?;
-    let client = connect(&config.apply.cluster, &reporter).await?;
     let retry = retry_policy(&config.apply, &reporter);
+    let client = connect(&config.apply.cluster, &reporter, &retry).await?;
     if apply_first {
         let summary =
             apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
@@ -584,8 +588,8 @@ pub async fn wait_kit(
 /// `repair`: apply (a rerun), repair what waiting alone would not fix, then wait.
 pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
     let prepared = prepare(&config.apply)?;
-    let client = connect(&config.apply.cluster, &reporter).await?;
     let retry = retry_policy(&config.apply, &reporter);
+    let client = connect(&config.apply.cluster, &reporter, &retry).await?;
     let summary =
         apply_prepared(&client, &prepared, &config.apply, &retry, false, &reporter).await?;
     say(&reporter, Phase::Apply, &summary);
@@ -624,8 +628,8 @@ pub async fn repair_kit(config: WaitConfig, reporter: Arc<Reporter>) -> anyhow::
 /// `status`: one look at every workload, changing nothing.
 pub async fn status_kit(config: ApplyConfig, reporter: Arc<Reporter>) -> anyhow::Result<String> {
     let prepared = prepare(&config)?;
-    let client = connect(&config.cluster, &reporter).await?;
     let retry = retry_policy(&config, &reporter);
+    let client = connect(&config.cluster, &reporter, &retry).await?;
     let report = status::status(&client, &health_targets(&prepared), &retry).await?;
     for resource in &report.resources {
         if reporter.format() == report::Format::Text {

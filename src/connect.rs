@@ -84,7 +84,12 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub async fn client(cluster: &ClusterConfig) -> Result<kube::Client, ConnectError> {
+/// The client of the chosen cluster, timing every request into `pressure` (the run's
+/// [`crate::retry::RetryPolicy::pressure`]).
+pub async fn client(
+    cluster: &ClusterConfig,
+    pressure: &crate::health::pressure::Pressure,
+) -> Result<kube::Client, ConnectError> {
     install_crypto_provider();
     let options = KubeConfigOptions {
         context: cluster.context.clone(),
@@ -119,7 +124,7 @@ pub async fn client(cluster: &ClusterConfig) -> Result<kube::Client, ConnectErro
             server: config.cluster_url.to_string(),
         });
     }
-    retry::client(config).map_err(|e| ConnectError::Client {
+    retry::client(config, pressure).map_err(|e| ConnectError::Client {
         where_,
         problem: first_line(&e),
     })

@@ -22,6 +22,7 @@ use kube::client::{ClientBuilder, DynBody};
 use thiserror::Error;
 
 use crate::exit::Exit;
+use crate::health::pressure::Pressure;
 
 /// How long one request may take to connect, and then to answer. kube has no read timeout by
 /// default, so a frozen apiserver would hang a request forever; the apiserver's own request
@@ -54,7 +55,10 @@ pub fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
 ///
 /// Every request the client sends is counted in [`requests_sent`]: watches, their relists
 /// and reachability probes too, which do not go through [`with_retry`].
-pub fn client(cfg: kube::Config) -> Result<kube::Client, kube::Error> {
+///
+/// Every request is also timed into `pressure` (see [`crate::health::pressure`]): give it
+/// the run's [`RetryPolicy::pressure`], so the judgement sees what this client saw.
+pub fn client(cfg: kube::Config, pressure: &Pressure) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(client_config_tuned(cfg))?;
     Ok(builder
         .with_layer(&tower::util::MapResultLayer::new(
@@ -66,14 +70,20 @@ pub fn client(cfg: kube::Config) -> Result<kube::Client, kube::Error> {
                 request
             },
         ))
-        .with_layer(&tower::layer::layer_fn(Timed))
+        .with_layer(&tower::layer::layer_fn(|inner| Timed {
+            inner,
+            pressure: pressure.clone(),
+        }))
         .build())
 }
 
 /// Records how long each request took to be answered (its response headers, for a watch)
 /// in [`crate::health::pressure`], and how it ended.
 #[derive(Clone)]
-struct Timed<S>(S);
+struct Timed<S> {
+    inner: S,
+    pressure: Pressure,
+}
 
 impl<S, B> tower::Service<http::Request<kube::client::Body>> for Timed<S>
 where
@@ -92,15 +102,16 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
-        use crate::health::pressure::{self, Outcome};
+        use crate::health::pressure::{Outcome, READYZ};
         let started = Instant::now();
         // The timed `/readyz` reads record themselves.
-        let timed = request.uri().path() != pressure::READYZ;
-        let answer = self.0.call(request);
+        let timed = request.uri().path() != READYZ;
+        let answer = self.inner.call(request);
+        let pressure = self.pressure.clone();
         Box::pin(async move {
             let result = answer.await;
             if !timed {
@@ -112,7 +123,7 @@ where
                 Err(e) if e.downcast_ref::<Throttled>().is_some() => Outcome::Throttled,
                 Err(_) => Outcome::Failed,
             };
-            pressure::record(started, outcome);
+            pressure.record(started, outcome);
             result
         })
     }
@@ -214,6 +225,7 @@ pub struct RetryPolicy {
     pub unreachable_budget: Duration,
     stats: Arc<Stats>,
     observer: Option<Observer>,
+    pressure: Pressure,
 }
 
 impl Default for RetryPolicy {
@@ -224,6 +236,7 @@ impl Default for RetryPolicy {
             unreachable_budget: Duration::from_secs(5 * 60),
             stats: Arc::default(),
             observer: None,
+            pressure: Pressure::default(),
         }
     }
 }
@@ -262,6 +275,12 @@ impl RetryPolicy {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// How the apiserver has answered this run: the client from [`client`] records into
+    /// it, the judgement of `wait`, `status` and `repair` reads it.
+    pub fn pressure(&self) -> &Pressure {
+        &self.pressure
     }
 }
 

@@ -15,7 +15,6 @@ use thiserror::Error;
 use crate::exit::Exit;
 use crate::health::diagnose::{Subject, diagnose};
 use crate::health::judge::{Health, combine, judge_deployment, judge_helm_release, judge_pods};
-use crate::health::pressure;
 use crate::health::ride::Verdict;
 use crate::health::watch::{
     deployment_pods, helm_release_resource, judge_failure, pod_namespace, selection,
@@ -181,7 +180,7 @@ async fn look(
     let culprit = matches!(verdict.health, Health::Failed { .. })
         .then(|| verdict.culprit.map(|c| &pods[c]))
         .flatten();
-    let health = by_cause(client, target, combine(object, &verdict), culprit).await;
+    let health = by_cause(client, target, combine(object, &verdict), culprit, policy).await;
     Ok(ResourceStatus::judged(resource, health))
 }
 
@@ -194,11 +193,16 @@ async fn by_cause(
     target: &Target,
     health: Health,
     culprit: Option<&Pod>,
+    policy: &RetryPolicy,
 ) -> Health {
     if !matches!(health, Health::Failed { .. }) {
         return health;
     }
-    pressure::time_readyz(client.clone(), crate::retry::READ_TIMEOUT).await;
+    let pressure = policy.pressure();
+    pressure
+        .clone()
+        .time_readyz(client.clone(), crate::retry::READ_TIMEOUT)
+        .await;
     let (reason, message) = match &health {
         Health::Failed { reason, message } => (reason.clone(), message.clone()),
         _ => unreachable!("checked above"),
@@ -216,7 +220,7 @@ async fn by_cause(
             .collect(),
     };
     let diagnosis = diagnose(client, subject).await;
-    let condition = pressure::view().condition(std::time::Instant::now());
+    let condition = pressure.view().condition(std::time::Instant::now());
     match judge_failure(target, &health, culprit, &diagnosis, condition).0 {
         Verdict::RideOut { why } => Health::progressing(format!("riding out: {why}")),
         Verdict::Fail { judgement: Some(j) } => match health {

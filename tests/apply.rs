@@ -30,7 +30,7 @@ async fn client_as(world: &World, impersonate: Option<&str>) -> Client {
         .await
         .expect("kubeconfig of the test world");
     cfg.auth_info.impersonate = impersonate.map(str::to_owned);
-    retry::client(cfg).expect("kube client")
+    retry::client(cfg, &Default::default()).expect("kube client")
 }
 
 async fn admin() -> Client {
@@ -798,7 +798,7 @@ async fn an_unreachable_apiserver_is_retried_until_the_budget_is_spent() {
         .unwrap();
     // Nothing listens on port 1: every connection is refused.
     cfg.cluster_url = "https://127.0.0.1:1".parse().unwrap();
-    let client = retry::client(cfg).unwrap();
+    let client = retry::client(cfg, &Default::default()).unwrap();
     let retries = Arc::new(Mutex::new(0u32));
     let counted = retries.clone();
     let policy = RetryPolicy::default()

@@ -8,6 +8,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use catalyst_bootstrap::health::pressure::Pressure;
 use catalyst_bootstrap::health::{
     EventState, HealthError, HealthEvent, Logs, Target, WaitOptions, wait_until_healthy,
 };
@@ -716,9 +717,9 @@ impl Drop for Relay {
     }
 }
 
-/// A client built the way the CLI builds one (tuned timeouts, the Retry-After layer),
-/// talking to the apiserver through `port` on localhost.
-async fn client_via(port: u16) -> (Client, String) {
+/// A client built the way the CLI builds one (tuned timeouts, the Retry-After layer, every
+/// request timed into `pressure`), talking to the apiserver through `port` on localhost.
+async fn client_via(port: u16, pressure: &Pressure) -> (Client, String) {
     let world = World::from_env();
     let kubeconfig = Kubeconfig::read_from(&world.kubeconfig).unwrap();
     let mut config =
@@ -728,13 +729,20 @@ async fn client_via(port: u16) -> (Client, String) {
     let upstream = config.cluster_url.authority().unwrap().to_string();
     config.cluster_url = format!("https://127.0.0.1:{port}").parse().unwrap();
     (
-        catalyst_bootstrap::retry::client(config).expect("client"),
+        catalyst_bootstrap::retry::client(config, pressure).expect("client"),
         upstream,
     )
 }
 
-fn outage_opts(timeout: Duration, unreachable_budget: Duration) -> WaitOptions {
+/// The wait of the outage tests, reading what their client (from [`client_via`] with the
+/// same `pressure`) saw of the apiserver, as the CLI's wait does.
+fn outage_opts(
+    timeout: Duration,
+    unreachable_budget: Duration,
+    pressure: &Pressure,
+) -> WaitOptions {
     let mut o = opts(timeout);
+    o.pressure = pressure.clone();
     o.unreachable_budget = unreachable_budget;
     o.reconnect_min = Duration::from_millis(100);
     o.reconnect_max = Duration::from_millis(500);
@@ -745,9 +753,10 @@ fn outage_opts(timeout: Duration, unreachable_budget: Duration) -> WaitOptions {
 async fn an_apiserver_outage_pauses_the_health_clock_and_the_wait_rides_it_out() {
     let scratch = Scratch::new("health-outage").await;
     scratch.create_helm_release("external-dns").await;
-    let (_, upstream) = client_via(0).await;
+    let pressure = Pressure::default();
+    let (_, upstream) = client_via(0, &pressure).await;
     let relay = Relay::start(upstream).await;
-    let (client, _) = client_via(relay.port).await;
+    let (client, _) = client_via(relay.port, &pressure).await;
 
     let timeout = Duration::from_secs(3);
     let outage = Duration::from_secs(4);
@@ -756,7 +765,7 @@ async fn an_apiserver_outage_pauses_the_health_clock_and_the_wait_rides_it_out()
     let (handle, mut rx) = start_wait(
         &client,
         vec![target],
-        outage_opts(timeout, Duration::from_secs(60)),
+        outage_opts(timeout, Duration::from_secs(60), &pressure),
     );
     event_saying(&mut rx, &resource, "no status yet").await;
 
@@ -783,17 +792,18 @@ async fn an_apiserver_outage_pauses_the_health_clock_and_the_wait_rides_it_out()
 
 #[tokio::test]
 async fn an_apiserver_that_stays_unreachable_ends_the_wait_after_its_own_budget() {
-    let (_, upstream) = client_via(0).await;
+    let pressure = Pressure::default();
+    let (_, upstream) = client_via(0, &pressure).await;
     let relay = Relay::start(upstream).await;
     relay.cut();
-    let (client, _) = client_via(relay.port).await;
+    let (client, _) = client_via(relay.port, &pressure).await;
     let budget = Duration::from_secs(2);
     let started = tokio::time::Instant::now();
     let (handle, _rx) = start_wait(
         &client,
         vec![Target::deployment("default", "never-reached")],
         // The health timeout is shorter, and must not fire: nothing could be judged.
-        outage_opts(Duration::from_millis(500), budget),
+        outage_opts(Duration::from_millis(500), budget, &pressure),
     );
     let err = failure(finished(handle).await);
     let took = started.elapsed();

@@ -15,7 +15,7 @@
 //! `/readyz` every few seconds, so a window holds enough requests to be judged.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A request answered this slowly counts as slow.
@@ -55,60 +55,69 @@ impl Sample {
     }
 }
 
-static SAMPLES: Mutex<VecDeque<Sample>> = Mutex::new(VecDeque::new());
+/// What one run of the tool has seen of the apiserver: the samples of every request its
+/// client sent (and of the `/readyz` reads), shared by the client's timing layer and the
+/// judgement. One per run, made with its [`crate::retry::RetryPolicy`]; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Pressure {
+    samples: Arc<Mutex<VecDeque<Sample>>>,
+}
 
-/// Records a request that started at `started` and ended now.
-pub fn record(started: Instant, outcome: Outcome) {
-    let now = Instant::now();
-    let sample = Sample {
-        at: now,
-        took: now.saturating_duration_since(started),
-        outcome,
-    };
-    let mut samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
-    while samples.len() >= MAX_SAMPLES
-        || samples
-            .front()
-            .is_some_and(|s| now.saturating_duration_since(s.at) > KEEP)
-    {
-        samples.pop_front();
+impl Pressure {
+    /// Records a request that started at `started` and ended now.
+    pub fn record(&self, started: Instant, outcome: Outcome) {
+        let now = Instant::now();
+        let sample = Sample {
+            at: now,
+            took: now.saturating_duration_since(started),
+            outcome,
+        };
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        while samples.len() >= MAX_SAMPLES
+            || samples
+                .front()
+                .is_some_and(|s| now.saturating_duration_since(s.at) > KEEP)
+        {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
     }
-    samples.push_back(sample);
+
+    /// What has been seen so far.
+    pub fn view(&self) -> View {
+        View {
+            samples: self
+                .samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// Reads `/readyz` once, recording how long the answer took (a late answer is an
+    /// answer: at most `timeout`, then it counts as none).
+    pub async fn time_readyz(self, client: kube::Client, timeout: Duration) {
+        let Ok(request) = http::Request::get(READYZ).body(Vec::new()) else {
+            return;
+        };
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(timeout, client.request_text(request)).await {
+            Ok(Ok(_)) => Outcome::Answered,
+            Ok(Err(kube::Error::Api(e))) if e.code == 429 => Outcome::Throttled,
+            // Not ready, but it answered.
+            Ok(Err(kube::Error::Api(_))) => Outcome::Answered,
+            Ok(Err(_)) | Err(_) => Outcome::Failed,
+        };
+        self.record(started, outcome);
+    }
 }
 
 /// The path of the apiserver's readiness endpoint, read to time the apiserver while a
-/// failure is judged: [`time_readyz`] records it itself, so the client's own timing layer
-/// leaves it out (a client without that layer still gets the figures).
+/// failure is judged: [`Pressure::time_readyz`] records it itself, so the client's own
+/// timing layer leaves it out (a client without that layer still gets the figures).
 pub const READYZ: &str = "/readyz";
-
-/// Reads `/readyz` once, recording how long the answer took (a late answer is an answer:
-/// at most `timeout`, then it counts as none).
-pub async fn time_readyz(client: kube::Client, timeout: Duration) {
-    let Ok(request) = http::Request::get(READYZ).body(Vec::new()) else {
-        return;
-    };
-    let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, client.request_text(request)).await {
-        Ok(Ok(_)) => Outcome::Answered,
-        Ok(Err(kube::Error::Api(e))) if e.code == 429 => Outcome::Throttled,
-        // Not ready, but it answered.
-        Ok(Err(kube::Error::Api(_))) => Outcome::Answered,
-        Ok(Err(_)) | Err(_) => Outcome::Failed,
-    };
-    record(started, outcome);
-}
-
-/// What the tool has seen of the apiserver so far.
-pub fn view() -> View {
-    View {
-        samples: SAMPLES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect(),
-    }
-}
 
 /// A copy of the samples at one moment, judged without further requests.
 #[derive(Debug, Clone, Default)]
@@ -409,15 +418,14 @@ mod tests {
     }
 
     #[test]
-    fn records_are_kept_in_order() {
+    fn records_are_kept_in_order_and_each_run_has_its_own() {
+        let pressure = Pressure::default();
         let started = Instant::now();
-        record(started, Outcome::Answered);
-        let v = view_now();
+        pressure.record(started, Outcome::Answered);
+        pressure.clone().record(started, Outcome::Failed);
+        let v = pressure.view();
+        assert_eq!(v.samples.len(), 2, "clones share the samples");
         assert!(v.samples.windows(2).all(|w| w[0].at <= w[1].at));
-        assert!(!v.samples.is_empty());
-    }
-
-    fn view_now() -> View {
-        super::view()
+        assert!(Pressure::default().view().samples.is_empty());
     }
 }

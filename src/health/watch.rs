@@ -33,7 +33,7 @@ use super::judge::{
     Health, combine, judge_deployment, judge_helm_release_with_chart, judge_pod, judge_pods,
     pod_symptom,
 };
-use super::pressure;
+use super::pressure::{self, Pressure};
 use super::ride::{self, Verdict};
 use crate::exit::Exit;
 use crate::retry::{Class, RetryPolicy, classify};
@@ -150,6 +150,9 @@ pub struct WaitOptions {
     /// Whether the wait may replace a pod of the kit's release that waits out a long
     /// kubelet back-off after the apiserver calmed down (`up` and `repair`; never `wait`).
     pub cut_backoff: bool,
+    /// How the apiserver has answered this run (the client's own timings and the wait's
+    /// `/readyz` reads): the run's [`RetryPolicy::pressure`].
+    pub pressure: Pressure,
 }
 
 impl Default for WaitOptions {
@@ -163,6 +166,7 @@ impl Default for WaitOptions {
             reconnect_max: policy.max_delay,
             on_event: None,
             cut_backoff: false,
+            pressure: policy.pressure().clone(),
         }
     }
 }
@@ -201,6 +205,7 @@ impl WaitOptions {
         self.unreachable_budget = policy.unreachable_budget;
         self.reconnect_min = policy.min_delay;
         self.reconnect_max = policy.max_delay;
+        self.pressure = policy.pressure().clone();
         self
     }
 
@@ -841,7 +846,7 @@ impl<'a> Engine<'a> {
         diagnosis: &Diagnosis,
         now: Instant,
     ) -> (Verdict, Option<(String, i32)>) {
-        let condition = pressure::view().condition(now.into_std());
+        let condition = self.opts.pressure.view().condition(now.into_std());
         judge_failure(
             &self.targets[i],
             &judged.health,
@@ -905,7 +910,7 @@ impl<'a> Engine<'a> {
                 restarts,
                 why: why.clone(),
                 basis,
-                announced: stage(&pressure::view().condition(now.into_std())),
+                announced: stage(&self.opts.pressure.view().condition(now.into_std())),
             },
         );
         self.next_sample.get_or_insert(now);
@@ -927,7 +932,7 @@ impl<'a> Engine<'a> {
         if self.ridden.is_empty() {
             return None;
         }
-        let condition = pressure::view().condition(now.into_std());
+        let condition = self.opts.pressure.view().condition(now.into_std());
         let mut updates = Vec::new();
         let mut failed = None;
         for (key, r) in &self.ridden {
@@ -978,11 +983,16 @@ impl<'a> Engine<'a> {
     async fn sample(&mut self, now: Instant) {
         self.next_sample = Some(now + SAMPLE_EVERY);
         let client = self.client.clone();
-        tokio::spawn(pressure::time_readyz(client, PROBE_TIMEOUT));
+        tokio::spawn(
+            self.opts
+                .pressure
+                .clone()
+                .time_readyz(client, PROBE_TIMEOUT),
+        );
         if !self.opts.cut_backoff {
             return;
         }
-        let condition = pressure::view().condition(now.into_std());
+        let condition = self.opts.pressure.view().condition(now.into_std());
         let calm = matches!(condition, pressure::Condition::Fast { for_, slow_before: true, .. } if for_ >= ride::CALM);
         if !calm {
             return;
@@ -1399,7 +1409,7 @@ pub async fn wait_until_healthy(
             let (health, subject) = engine.crash_subject(i, &pod);
             let mut diagnosis = diagnose(client, subject).await;
             let now = Instant::now();
-            let condition = pressure::view().condition(now.into_std());
+            let condition = opts.pressure.view().condition(now.into_std());
             let (verdict, key) =
                 judge_failure(&targets[i], &health, Some(&pod), &diagnosis, condition);
             let Some((key, restarts)) = key else { continue };
