@@ -393,7 +393,10 @@ def saturated_section(results):
             if t == "catalyst-bootstrap" and r["lift_to_success_s"] is not None:
                 success += " (DNS proven)"
             events = f"{r['riding_out']} / {r['backoff_cut']}" if t == "catalyst-bootstrap" else "–"
-            w(f"| {t} | {sat_outcome(r)} | {secs(r['lifted_at_s'])} | {r['failed_syncs_before_lift']} "
+            lifted = secs(r["lifted_at_s"]) + (", the tool had exited" if r.get("lift_reason") == "the tool had exited"
+                                               else ", time box" if str(r.get("lift_reason", "")).startswith("time box")
+                                               else "")
+            w(f"| {t} | {sat_outcome(r)} | {lifted} | {r['failed_syncs_before_lift']} "
               f"| {success} | {secs(r['lift_to_record_s'])} | {r['restarts']} ({r['pods']}) | {events} "
               f"| {secs(r['wall_s'])} |")
     w("")
@@ -420,7 +423,11 @@ def saturated_summary(results):
     n, good, worst = v
     target = TARGETS["calm_to_proven_s"]
     met = good == n and worst is not None and worst <= target
+    cb = [r for r in runs_of(results, SATURATED, "catalyst-bootstrap") if not r.get("broken")]
+    early = [r for r in cb if not r["ok"] and r["lift_to_exit_s"] < 0]
     out = [f"What it shows: catalyst-bootstrap succeeded in {good} of {n} runs"
+           + (f" (exit {', '.join(str(r['exit_codes'][-1]) for r in early)} while the apiserver was still "
+              "capped)" if early else "")
            + (f" and proved the records in PowerDNS {worst:.1f} s after the cap was lifted at the latest"
               if worst is not None else "")
            + f" (target: every run, within {target} s of the apiserver calming down: "
@@ -434,7 +441,9 @@ def saturated_summary(results):
                 others.append(f"{t} succeeded {r['lift_to_success_s']:.1f} s after the lift")
             else:
                 code = r["exit_codes"][-1] if r["exit_codes"] else "none"
-                others.append(f"{t} ended with exit {code} {r['lift_to_exit_s']:.1f} s after the lift")
+                others.append(f"{t} ended with exit {code} " + (
+                    f"{r['lift_to_exit_s']:.1f} s after the lift" if r["lift_to_exit_s"] >= 0
+                    else "while the apiserver was still capped"))
     if others:
         out[0] += " Beside it, " + "; ".join(others) + "."
     return out
