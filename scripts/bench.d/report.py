@@ -374,7 +374,8 @@ def saturated_section(results):
     w("The field failure on the test world (docs/reliability.md, \"Calibration of the saturated world\"): "
       f"{load:,} load Services with their EndpointSlices and {load // 3:,} Pods, kube-apiserver capped at "
       f"{setup.get('cap_percent', 1)} % of a core from before the tool starts, the real external-dns run by "
-      "the world's kubelet, failing its start-up cache sync and crash-looping under the kubelet's back-off. "
+      "the world's kubelet, which in the calibrated world fails its start-up cache sync and crash-loops under the "
+      "kubelet's back-off (whether it did in a run is in the failed cache syncs column). "
       f"The cap is lifted once external-dns has failed its cache sync {setup.get('lift_after_failed_syncs', 3)} "
       f"times (time-boxed at {setup.get('lift_at_latest_s', 480) / 60:g} min after the tool started). "
       + ("One run per tool (each takes several minutes)" if reps == 1 else f"{reps} runs per tool")
