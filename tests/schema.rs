@@ -123,6 +123,33 @@ impl Trial<'_> {
         }
         loaded
     }
+
+    /// Checks `doc`, which the loader must refuse with a diagnostic at a path `at` accepts,
+    /// listing the names the schema lists (`names`, which the loader `verb`s).
+    fn names_listed(
+        &mut self,
+        what: &str,
+        doc: &Value,
+        at: impl Fn(&str) -> bool,
+        verb: &str,
+        names: &BTreeSet<String>,
+    ) {
+        let failure = match self.check(what, doc) {
+            Err(diagnostics) => match diagnostics
+                .iter()
+                .find(|d| d.path.as_deref().is_some_and(&at))
+            {
+                Some(d) if expected_names(d) == *names => return,
+                Some(d) => format!(
+                    "{what}: the loader {verb} {:?}, the schema {names:?}",
+                    expected_names(d)
+                ),
+                None => format!("{what}: not named: {diagnostics:?}"),
+            },
+            Ok(_) => format!("{what}: the loader accepts it"),
+        };
+        self.failures.push(failure);
+    }
 }
 
 /// Every field the schema describes, as a path of keys, with its schema. A map's values
@@ -439,33 +466,14 @@ fn schema_and_loader_agree_on_every_field_type_enum_and_required_field() {
             let what = format!("{base_name}: unknown field {}", field.join("."));
             let mut doc = base.clone();
             set(&mut doc, &field, json!("x"));
-            let result = trial.check(&what, &doc);
             let known: BTreeSet<String> = node["properties"]
                 .as_object()
                 .unwrap()
                 .keys()
                 .cloned()
                 .collect();
-            match result {
-                Err(diagnostics) => {
-                    match diagnostics
-                        .iter()
-                        .find(|d| d.path.as_deref() == Some(&field.join(".")))
-                    {
-                        Some(d) if expected_names(d) == known => {}
-                        Some(d) => trial.failures.push(format!(
-                            "{what}: the loader knows {:?}, the schema {known:?}",
-                            expected_names(d)
-                        )),
-                        None => trial
-                            .failures
-                            .push(format!("{what}: not named: {diagnostics:?}")),
-                    }
-                }
-                Ok(_) => trial
-                    .failures
-                    .push(format!("{what}: the loader accepts it")),
-            }
+            let at = field.join(".");
+            trial.names_listed(&what, &doc, |p| p == at, "knows", &known);
         }
         for (path, node) in &all {
             if other_providers_block(path, &chosen) {
@@ -525,28 +533,8 @@ fn schema_and_loader_agree_on_every_field_type_enum_and_required_field() {
                     .filter_map(Value::as_str)
                     .map(str::to_owned)
                     .collect();
-                match trial.check(&what, &doc) {
-                    Err(diagnostics) => {
-                        let said = diagnostics.iter().find(|d| {
-                            d.path
-                                .as_deref()
-                                .is_some_and(|p| p.starts_with(&path.join(".")))
-                        });
-                        match said {
-                            Some(d) if expected_names(d) == allowed => {}
-                            Some(d) => trial.failures.push(format!(
-                                "{what}: the loader allows {:?}, the schema {allowed:?}",
-                                expected_names(d)
-                            )),
-                            None => trial
-                                .failures
-                                .push(format!("{what}: not named: {diagnostics:?}")),
-                        }
-                    }
-                    Ok(_) => trial
-                        .failures
-                        .push(format!("{what}: the loader accepts it")),
-                }
+                let at = path.join(".");
+                trial.names_listed(&what, &doc, |p| p.starts_with(&at), "allows", &allowed);
             }
             // Left out: the defaults supply it, the file must state it, or the loader
             // refuses it for a rule of its own.
