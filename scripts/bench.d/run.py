@@ -405,15 +405,15 @@ def run_command(cmd, env, deadline, out):
     return p.returncode, rss
 
 
-def run_once(world, args, n, tool, scenario):
-    # Names unique across invocations: an earlier run's namespace may still be terminating.
+def prepare_run(world, args, n, tool, scenario, source):
+    """A run's names (unique across invocations: an earlier run's namespace may still be
+    terminating), its directory, and the kit rendered from the world's Sovereign in env var
+    `source` with those names."""
     tag = f"{args.tag}-{n:03d}"
     ns, release = f"bench-{tag}", f"external-dns-{tag}"
     rundir = world.work / "runs" / f"{n:03d}-{tool}-{scenario['name']}"
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True)
-    # With real Flux, the world's Sovereign for its Flux shard (chart from the loopback repository).
-    source = "CATALYST_LOCAL_SPEC" if args.flux_stand_in else "CATALYST_FLUX_SPEC"
     spec = yaml.safe_load(Path(world.env[source]).read_text())
     spec["spec"].setdefault("externalDns", {}).update({"namespace": ns, "releaseName": release})
     spec_path = rundir / "sovereign.yaml"
@@ -421,6 +421,13 @@ def run_once(world, args, n, tool, scenario):
     kit = rundir / "kit"
     subprocess.run([world.bins["catalyst-bootstrap"], "render", "--spec", str(spec_path), "--out", str(kit)],
                    check=True, capture_output=True, env=world.env)
+    return ns, release, rundir, spec_path, kit
+
+
+def run_once(world, args, n, tool, scenario):
+    # With real Flux, the world's Sovereign for its Flux shard (chart from the loopback repository).
+    source = "CATALYST_LOCAL_SPEC" if args.flux_stand_in else "CATALYST_FLUX_SPEC"
+    ns, release, rundir, spec_path, kit = prepare_run(world, args, n, tool, scenario, source)
     prepare_namespace(world, ns, release)
 
     world.pod_ready_delay(scenario.get("ready_delay", 0))
@@ -781,19 +788,8 @@ def run_saturated(world, args, n, tool, scenario):
     scenario), the apiserver is capped from before the tool starts, the world's kubelet runs
     the real external-dns, and the cap is lifted once external-dns has failed its start-up
     cache sync SATURATION_FAILED_SYNCS times."""
-    tag = f"{args.tag}-{n:03d}"
-    ns, release = f"bench-{tag}", f"external-dns-{tag}"
-    rundir = world.work / "runs" / f"{n:03d}-{tool}-{scenario['name']}"
-    shutil.rmtree(rundir, ignore_errors=True)
-    rundir.mkdir(parents=True)
     # The world's Sovereign for its Flux shard whose pods the emulated kubelet runs.
-    spec = yaml.safe_load(Path(world.env["CATALYST_KUBELET_SPEC"]).read_text())
-    spec["spec"].setdefault("externalDns", {}).update({"namespace": ns, "releaseName": release})
-    spec_path = rundir / "sovereign.yaml"
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    kit = rundir / "kit"
-    subprocess.run([world.bins["catalyst-bootstrap"], "render", "--spec", str(spec_path), "--out", str(kit)],
-                   check=True, capture_output=True, env=world.env)
+    ns, release, rundir, spec_path, kit = prepare_run(world, args, n, tool, scenario, "CATALYST_KUBELET_SPEC")
     hostname = f"{ns}.{world.env['PDNS_ZONE'].rstrip('.')}"
     # Everything an operator provides, while the apiserver is still free.
     prepare_namespace(world, ns, release, api_key=True)
