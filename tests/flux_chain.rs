@@ -124,6 +124,11 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     assert_eq!(liveness.failure_threshold, Some(3));
     let readiness = probe_of(container, false);
     assert_eq!(readiness.initial_delay_seconds, Some(30));
+    // The kit's post-renderer: a failed run's log tail lands in the pod's status.
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
     for probe in [liveness, readiness] {
         let http = probe.http_get.as_ref().expect("an httpGet probe");
         assert_eq!(http.path.as_deref(), Some("/healthz"));
