@@ -709,16 +709,24 @@ async fn wait_prepared(
                 None,
             );
         });
-    let report = health::wait_until_healthy(client, &targets, &options).await?;
-    if reporter.format() == report::Format::Text {
-        for (resource, at) in &report.ready {
-            println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+    // The DNS proof runs while the wait's judgement keeps watching: external-dns turns
+    // Ready before its start-up cache sync has run out, so its crash comes after.
+    let text = reporter.format() == report::Format::Text;
+    let (report, verified) = health::wait_then_watch(client, &targets, &options, |healthy| {
+        if text {
+            for (resource, at) in &healthy.ready {
+                println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+            }
         }
+        verify_dns(client, prepared, config, retry, reporter)
+    })
+    .await?;
+    let verified = verified?;
+    if text {
         for why in &report.ridden_out {
             println!("rode out      {why}");
         }
     }
-    let verified = verify_dns(client, prepared, config, retry, reporter).await?;
     let rode_out = match report.ridden_out.as_slice() {
         [] => String::new(),
         ridden => format!(" after riding out: {}", ridden.join("; ")),

@@ -24,5 +24,5 @@ pub use diagnose::{Diagnosis, EventSummary, Logs};
 pub use judge::Health;
 pub use watch::{
     EventSink, EventState, HealthError, HealthEvent, Pending, PodSelection, Report, Target,
-    TargetKind, WaitOptions, wait_until_healthy,
+    TargetKind, WaitOptions, wait_then_watch, wait_until_healthy,
 };

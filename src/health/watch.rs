@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::stream::{BoxStream, SelectAll, StreamExt, select_all};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -705,6 +706,21 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The run so far, as a successful wait reports it.
+    fn report(&self, now: Instant) -> Report {
+        Report {
+            elapsed: self.clock.elapsed(now),
+            unreachable: self.clock.paused(now),
+            ready: self
+                .targets
+                .iter()
+                .zip(&self.ready_at)
+                .map(|(t, at)| (t.resource(), at.unwrap_or_default()))
+                .collect(),
+            ridden_out: self.ridden_out.iter().map(|(_, why)| why.clone()).collect(),
+        }
+    }
+
     fn pod_store(&self, namespace: &str) -> Option<(usize, &Store<Pod>)> {
         self.pods
             .iter()
@@ -1371,26 +1387,47 @@ pub async fn wait_until_healthy(
     targets: &[Target],
     opts: &WaitOptions,
 ) -> Result<Report, HealthError> {
+    let (report, ()) = wait_then_watch(client, targets, opts, |_| async {}).await?;
+    Ok(report)
+}
+
+/// Waits as [`wait_until_healthy`] does, then runs the follow-up `then` makes from that
+/// first healthy report (`up`'s DNS proof) while the same judgement keeps watching.
+///
+/// A workload healthy once is not healthy for good: external-dns is Ready before its
+/// start-up cache sync has run its 60 s, and the crash comes after. While the follow-up
+/// runs, a failure is judged by its cause exactly as before: ridden out while time heals
+/// it, failing the whole run (and dropping the follow-up) when it will not. The follow-up
+/// owns the time from then on (the wait's own timeout no longer applies); an outage over
+/// the unreachable budget still ends the run. Returns the last report, which holds what
+/// was ridden out during the follow-up too, and the follow-up's output.
+pub async fn wait_then_watch<F, T>(
+    client: &Client,
+    targets: &[Target],
+    opts: &WaitOptions,
+    then: impl FnOnce(&Report) -> F,
+) -> Result<(Report, T), HealthError>
+where
+    F: Future<Output = T>,
+{
     let start = Instant::now();
     let (mut engine, mut streams) = Engine::new(client, targets, opts, start);
     let mut probe: Option<Probe> = None;
+    let mut then = Some(then);
+    let mut follow_up: Option<Pin<Box<F>>> = None;
     loop {
         let now = Instant::now();
         engine.observe_symptoms(now);
         let judged: Vec<Judged> = (0..targets.len()).map(|i| engine.judge(i, now)).collect();
         engine.report_changes(&judged, now);
 
-        if judged.iter().all(|j| j.health.is_ready()) {
-            return Ok(Report {
-                elapsed: engine.clock.elapsed(now),
-                unreachable: engine.clock.paused(now),
-                ready: targets
-                    .iter()
-                    .zip(&engine.ready_at)
-                    .map(|(t, at)| (t.resource(), at.unwrap_or_default()))
-                    .collect(),
-                ridden_out: engine.ridden_out.into_iter().map(|(_, why)| why).collect(),
-            });
+        if let Some(then) = then.take_if(|_| judged.iter().all(|j| j.health.is_ready())) {
+            let report = engine.report(now);
+            let mut next = Box::pin(then(&report));
+            if let Some(out) = next.as_mut().now_or_never() {
+                return Ok((report, out));
+            }
+            follow_up = Some(next);
         }
         if let Some((i, pod, judgement)) = engine.rejudge(now) {
             let mut diagnosis = match pod {
@@ -1472,6 +1509,7 @@ pub async fn wait_until_healthy(
         }
         match engine.clock.budget(now) {
             Budget::Running => {}
+            Budget::TimedOut { .. } if follow_up.is_some() => {}
             Budget::TimedOut { waited } => {
                 let mut pending = Vec::new();
                 let mut diagnoses = Vec::new();
@@ -1499,11 +1537,19 @@ pub async fn wait_until_healthy(
             }
         }
 
-        let wake = match engine.next_grace_end(now) {
-            Some(grace_end) => grace_end.min(engine.clock.deadline()),
+        // Once the follow-up runs, the wait's own deadline has no say.
+        let deadline = match follow_up {
+            Some(_) => now + Duration::from_secs(3600),
             None => engine.clock.deadline(),
         };
+        let wake = match engine.next_grace_end(now) {
+            Some(grace_end) => grace_end.min(deadline),
+            None => deadline,
+        };
         tokio::select! {
+            out = async { follow_up.as_mut().expect("guarded").await }, if follow_up.is_some() => {
+                return Ok((engine.report(Instant::now()), out));
+            }
             Some(item) = streams.next() => {
                 engine.on_item(item, Instant::now(), &mut probe)?;
             }
