@@ -199,10 +199,7 @@ async fn by_cause(
         return health;
     }
     let pressure = policy.pressure();
-    pressure
-        .clone()
-        .time_readyz(client.clone(), crate::retry::READ_TIMEOUT)
-        .await;
+    pressure.freshen(client, crate::retry::READ_TIMEOUT).await;
     let (reason, message) = match &health {
         Health::Failed { reason, message } => (reason.clone(), message.clone()),
         _ => unreachable!("checked above"),

@@ -114,6 +114,19 @@ impl Pressure {
     }
 }
 
+impl Pressure {
+    /// Makes sure the window ending now holds enough requests to be judged: when it holds
+    /// fewer than [`MIN_SAMPLES`] (a quiet wait sends little, and its last requests may
+    /// come from before the apiserver changed), times as many `/readyz` reads as are
+    /// missing, at once. Called only while a failure is being judged.
+    pub async fn freshen(&self, client: &kube::Client, timeout: Duration) {
+        let now = Instant::now();
+        let have = self.view().window_ending(now).count();
+        let reads = (have..MIN_SAMPLES).map(|_| self.clone().time_readyz(client.clone(), timeout));
+        futures::future::join_all(reads).await;
+    }
+}
+
 /// The path of the apiserver's readiness endpoint, read to time the apiserver while a
 /// failure is judged: [`Pressure::time_readyz`] records it itself, so the client's own
 /// timing layer leaves it out (a client without that layer still gets the figures).

@@ -1445,6 +1445,7 @@ where
         if let Some((i, pod)) = engine.unjudged_crash(&judged) {
             let (health, subject) = engine.crash_subject(i, &pod);
             let mut diagnosis = diagnose(client, subject).await;
+            opts.pressure.freshen(client, PROBE_TIMEOUT).await;
             let now = Instant::now();
             let condition = opts.pressure.view().condition(now.into_std());
             let (verdict, key) =
@@ -1480,6 +1481,7 @@ where
             .position(|j| matches!(j.health, Health::Failed { .. }))
         {
             let mut diagnosis = diagnose(client, engine.subject(i, &judged[i])).await;
+            opts.pressure.freshen(client, PROBE_TIMEOUT).await;
             let now = Instant::now();
             match engine.judge_cause(i, &judged[i], &diagnosis, now) {
                 (Verdict::RideOut { why }, Some((key, restarts))) => {
