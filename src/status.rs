@@ -198,8 +198,6 @@ async fn by_cause(
     if !matches!(health, Health::Failed { .. }) {
         return health;
     }
-    let pressure = policy.pressure();
-    pressure.freshen(client, crate::retry::READ_TIMEOUT).await;
     let (reason, message) = match &health {
         Health::Failed { reason, message } => (reason.clone(), message.clone()),
         _ => unreachable!("checked above"),
@@ -217,7 +215,10 @@ async fn by_cause(
             .collect(),
     };
     let diagnosis = diagnose(client, subject).await;
-    let condition = pressure.view().condition(std::time::Instant::now());
+    let condition = policy
+        .pressure()
+        .fresh_condition(client, crate::retry::READ_TIMEOUT)
+        .await;
     match judge_failure(target, &health, culprit, &diagnosis, condition).0 {
         Verdict::RideOut { why } => Health::progressing(format!("riding out: {why}")),
         Verdict::Fail { judgement: Some(j) } => match health {

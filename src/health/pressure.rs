@@ -112,18 +112,16 @@ impl Pressure {
         };
         self.record(started, outcome);
     }
-}
 
-impl Pressure {
-    /// Makes sure the window ending now holds enough requests to be judged: when it holds
-    /// fewer than [`MIN_SAMPLES`] (a quiet wait sends little, and its last requests may
-    /// come from before the apiserver changed), times as many `/readyz` reads as are
-    /// missing, at once. Called only while a failure is being judged.
-    pub async fn freshen(&self, client: &kube::Client, timeout: Duration) {
-        let now = Instant::now();
-        let have = self.view().window_ending(now).count();
+    /// The apiserver's condition now, for judging a failure, on fresh figures: when the
+    /// window ending now holds fewer than [`MIN_SAMPLES`] requests (a quiet wait sends
+    /// little, and its last requests may come from before the apiserver changed), as many
+    /// `/readyz` reads as are missing are timed first, at once.
+    pub async fn fresh_condition(&self, client: &kube::Client, timeout: Duration) -> Condition {
+        let have = self.view().window_ending(Instant::now()).count();
         let reads = (have..MIN_SAMPLES).map(|_| self.clone().time_readyz(client.clone(), timeout));
         futures::future::join_all(reads).await;
+        self.view().condition(Instant::now())
     }
 }
 

@@ -860,9 +860,8 @@ impl<'a> Engine<'a> {
         i: usize,
         judged: &Judged,
         diagnosis: &Diagnosis,
-        now: Instant,
+        condition: pressure::Condition,
     ) -> (Verdict, Option<(String, i32)>) {
-        let condition = self.opts.pressure.view().condition(now.into_std());
         judge_failure(
             &self.targets[i],
             &judged.health,
@@ -1445,9 +1444,8 @@ where
         if let Some((i, pod)) = engine.unjudged_crash(&judged) {
             let (health, subject) = engine.crash_subject(i, &pod);
             let mut diagnosis = diagnose(client, subject).await;
-            opts.pressure.freshen(client, PROBE_TIMEOUT).await;
+            let condition = opts.pressure.fresh_condition(client, PROBE_TIMEOUT).await;
             let now = Instant::now();
-            let condition = opts.pressure.view().condition(now.into_std());
             let (verdict, key) =
                 judge_failure(&targets[i], &health, Some(&pod), &diagnosis, condition);
             let Some((key, restarts)) = key else { continue };
@@ -1481,9 +1479,9 @@ where
             .position(|j| matches!(j.health, Health::Failed { .. }))
         {
             let mut diagnosis = diagnose(client, engine.subject(i, &judged[i])).await;
-            opts.pressure.freshen(client, PROBE_TIMEOUT).await;
+            let condition = opts.pressure.fresh_condition(client, PROBE_TIMEOUT).await;
             let now = Instant::now();
-            match engine.judge_cause(i, &judged[i], &diagnosis, now) {
+            match engine.judge_cause(i, &judged[i], &diagnosis, condition) {
                 (Verdict::RideOut { why }, Some((key, restarts))) => {
                     let basis = match (judged[i].pods.first(), reason_of(&judged[i].health)) {
                         (Some(pod), "CrashLoopBackOff") => Basis::Crash {
