@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod connect;
 pub mod dns;
 pub mod exit;

@@ -29,16 +29,14 @@ use kube::core::Selector;
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{Value, json};
-use thiserror::Error;
 
 use crate::apply::{MANAGED_BY_LABEL, TOOL};
-use crate::exit::Exit;
 use crate::health::judge::{Health, judge_helm_release, pod_name, pod_symptom};
 use crate::health::signatures::match_signatures;
-use crate::health::watch::{helm_release_resource, selection};
+use crate::health::target::{helm_release_resource, selection};
 use crate::health::{PodSelection, Target, TargetKind};
 use crate::retry::{RetryError, RetryPolicy, with_retry};
-use crate::status::{api_exit, list_pods};
+use crate::status::list_pods;
 
 /// The field manager of every repair write; `apply`'s is [`crate::apply::FIELD_MANAGER`].
 pub const FIELD_MANAGER: &str = "catalyst-bootstrap-repair";
@@ -136,20 +134,6 @@ impl RepairReport {
             resource,
             reason: reason.into(),
         });
-    }
-}
-
-#[derive(Debug, Error)]
-pub enum RepairError {
-    #[error(transparent)]
-    Api(#[from] RetryError),
-}
-
-impl RepairError {
-    /// Unreachable → 6; forbidden or unauthorized → 8; anything else → 1.
-    pub fn exit(&self) -> Exit {
-        let RepairError::Api(e) = self;
-        api_exit(e)
     }
 }
 
@@ -348,7 +332,7 @@ pub async fn repair(
     targets: &[Target],
     policy: &RetryPolicy,
     now: impl Fn() -> String,
-) -> Result<RepairReport, RepairError> {
+) -> Result<RepairReport, RetryError> {
     let mut report = RepairReport::default();
     for target in targets {
         match target.kind {
@@ -841,21 +825,5 @@ mod tests {
             serde_json::to_value(&report.actions[0]).unwrap()["action"],
             "rollout-restart"
         );
-    }
-
-    #[test]
-    fn api_failures_map_to_their_exit_codes() {
-        let forbidden = RetryError::Forbidden {
-            what: "patch".into(),
-            verb: "patch".into(),
-            resource: "deployments.apps".into(),
-            message: "no".into(),
-        };
-        assert_eq!(RepairError::from(forbidden).exit(), Exit::PermissionDenied);
-        let conflict = RetryError::Invalid {
-            what: "patch".into(),
-            message: "metadata.uid: field is immutable".into(),
-        };
-        assert_eq!(RepairError::from(conflict).exit(), Exit::Internal);
     }
 }

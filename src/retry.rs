@@ -348,7 +348,11 @@ impl RetryError {
             }
             RetryError::Invalid { .. } => Exit::BadInput,
             RetryError::Tls { .. } => Exit::TlsUntrusted,
-            _ => Exit::Internal,
+            RetryError::NotFound { .. }
+            | RetryError::Conflict { .. }
+            | RetryError::NotServed { .. }
+            | RetryError::Api { .. }
+            | RetryError::Client { .. } => Exit::Internal,
         }
     }
 }

@@ -10,16 +10,16 @@ use kube::api::{DynamicObject, ListParams};
 use kube::core::Selector;
 use kube::{Api, Client};
 use serde::Serialize;
-use thiserror::Error;
 
 use crate::exit::Exit;
 use crate::health::diagnose::{Subject, diagnose};
-use crate::health::judge::{Health, combine, judge_deployment, judge_helm_release, judge_pods};
+use crate::health::judge::{Health, waits_on_chart};
 use crate::health::ride::Verdict;
-use crate::health::watch::{
-    deployment_pods, helm_release_resource, judge_failure, pod_namespace, selection,
+use crate::health::target::{
+    Object, chart_ref, helm_chart_resource, helm_release_resource, judge_failure, judge_object,
+    judge_with_pods, pod_namespace,
 };
-use crate::health::{PodSelection, Target, TargetKind};
+use crate::health::{Target, TargetKind};
 use crate::retry::{RetryError, RetryPolicy, with_retry};
 
 /// A snapshot cannot tell how long a pod symptom has lasted, so it gives none the grace
@@ -105,38 +105,11 @@ impl StatusReport {
     }
 }
 
-#[derive(Debug, Error)]
-pub enum StatusError {
-    #[error(transparent)]
-    Api(#[from] RetryError),
-}
-
-impl StatusError {
-    /// Unreachable → 6; forbidden or unauthorized → 8; untrusted certificate → 9; else 1.
-    pub fn exit(&self) -> Exit {
-        let StatusError::Api(e) = self;
-        api_exit(e)
-    }
-}
-
-/// The exit code of an apiserver failure in a command that sends nothing the apiserver
-/// could reject as invalid input.
-pub(crate) fn api_exit(e: &RetryError) -> Exit {
-    match e {
-        RetryError::Unreachable { .. } => Exit::ApiserverUnreachable,
-        RetryError::Forbidden { .. } | RetryError::Unauthorized { .. } => Exit::PermissionDenied,
-        RetryError::Tls { .. } => Exit::TlsUntrusted,
-        _ => Exit::Internal,
-    }
-}
-
-/// Judges every target once. A missing object is reported, not an error (so is a kind the
-/// apiserver does not serve: it answers both with 404).
 pub async fn status(
     client: &Client,
     targets: &[Target],
     policy: &RetryPolicy,
-) -> Result<StatusReport, StatusError> {
+) -> Result<StatusReport, RetryError> {
     let mut resources = Vec::with_capacity(targets.len());
     for target in targets {
         resources.push(look(client, target, policy).await?);
@@ -155,15 +128,30 @@ async fn look(
         TargetKind::HelmRelease => {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), &target.namespace, &helm_release_resource());
-            match with_retry(policy, &what, || api.get_opt(&target.name)).await? {
-                Some(hr) => (judge_helm_release(&hr), selection(&target.pods)),
-                None => return Ok(missing(resource)),
-            }
+            let Some(hr) = with_retry(policy, &what, || api.get_opt(&target.name)).await? else {
+                return Ok(missing(resource));
+            };
+            // The chart is read only when the release waits on it, as the wait's verdict
+            // would then be the chart's.
+            let chart = match chart_ref(&hr).filter(|_| waits_on_chart(&hr)) {
+                Some((ns, name)) => {
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(client.clone(), ns, &helm_chart_resource());
+                    let what = format!("get HelmChart {ns}/{name}");
+                    with_retry(policy, &what, || api.get_opt(name)).await?
+                }
+                None => None,
+            };
+            let release = Object::HelmRelease {
+                release: &hr,
+                chart: chart.as_ref(),
+            };
+            judge_object(target, release)
         }
         TargetKind::Deployment => {
             let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
             match with_retry(policy, &what, || api.get_opt(&target.name)).await? {
-                Some(d) => (judge_deployment(&d), deployment_pods(&target.pods, &d)),
+                Some(d) => judge_object(target, Object::Deployment(&d)),
                 None => return Ok(missing(resource)),
             }
         }
@@ -173,21 +161,12 @@ async fn look(
     };
     let pods = list_pods(client, namespace, &selector, policy).await?;
     let pairs: Vec<(&Pod, Duration)> = pods.iter().map(|p| (p, Duration::ZERO)).collect();
-    // As in `wait`: pods named by label are the workload and must be ready; a
-    // Deployment's own pods can only fail it.
-    let require_ready = matches!(target.pods, PodSelection::Labels { .. });
-    let verdict = judge_pods(&pairs, SNAPSHOT_GRACE, require_ready);
-    let culprit = matches!(verdict.health, Health::Failed { .. })
-        .then(|| verdict.culprit.map(|c| &pods[c]))
-        .flatten();
-    let health = by_cause(client, target, combine(object, &verdict), culprit, policy).await;
+    let judged = judge_with_pods(target, object, &pairs, SNAPSHOT_GRACE);
+    let culprit = judged.culprit.map(|c| &pods[c]);
+    let health = by_cause(client, target, judged.health, culprit, policy).await;
     Ok(ResourceStatus::judged(resource, health))
 }
 
-/// A failure judged by its cause exactly as `wait` judges it: a crash loop time heals (a
-/// start-up cache-sync crash on a saturated apiserver) is progressing, "riding out". Only
-/// here, with a failure to judge, does `status` time the apiserver (one `/readyz`) and read
-/// the diagnosis (events, previous logs).
 async fn by_cause(
     client: &Client,
     target: &Target,
@@ -309,31 +288,5 @@ mod tests {
             serde_json::to_value(missing("x".into())).unwrap(),
             serde_json::json!({"resource": "x", "state": "missing", "message": "not created"})
         );
-    }
-
-    #[test]
-    fn api_failures_map_to_their_exit_codes() {
-        let unreachable = RetryError::Unreachable {
-            what: "get".into(),
-            elapsed: Duration::from_secs(1),
-            attempts: 2,
-            last: "refused".into(),
-        };
-        let forbidden = RetryError::Forbidden {
-            what: "get".into(),
-            verb: "get".into(),
-            resource: "helmreleases".into(),
-            message: "no".into(),
-        };
-        let other = RetryError::NotServed {
-            what: "get".into(),
-            message: "no HelmRelease kind".into(),
-        };
-        assert_eq!(
-            StatusError::from(unreachable).exit(),
-            Exit::ApiserverUnreachable
-        );
-        assert_eq!(StatusError::from(forbidden).exit(), Exit::PermissionDenied);
-        assert_eq!(StatusError::from(other).exit(), Exit::Internal);
     }
 }

@@ -1014,6 +1014,83 @@ async fn a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_c
     support::delete_namespace(&client, &reader_ns).await;
 }
 
+/// The DNS proof's API key is input too: `up`, `repair` and `wait` refuse a missing one
+/// before their first request to the cluster, so nothing of the kit is written.
+#[tokio::test]
+async fn a_missing_powerdns_key_is_refused_before_the_first_request() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (name, spec) = world_spec(&world, d, "nokey");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let env_line = "    apiKeyEnv: PDNS_API_KEY";
+    assert!(text.contains(env_line), "{text}");
+    let key_file = d.join("key-file.yaml");
+    std::fs::write(
+        &key_file,
+        text.replace(env_line, "    apiKeyFile: /nonexistent/pdns-api-key"),
+    )
+    .unwrap();
+    let key_file = s(&key_file);
+    let mut cases = Vec::new();
+    for command in ["up", "repair", "wait"] {
+        let args = |spec: &str, extra: &[&str]| {
+            let mut args: Vec<String> = [command, "--spec", spec, "--timeout", "20s"]
+                .map(str::to_owned)
+                .to_vec();
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            args
+        };
+        cases.push(
+            Case {
+                args: args(&spec, &[]),
+                ..case(
+                    &format!("{command}, key variable unset"),
+                    &[],
+                    3,
+                    &["error: PowerDNS API key: environment variable PDNS_API_KEY is not set"],
+                )
+            }
+            .env("PDNS_API_KEY", None),
+        );
+        cases.push(Case {
+            args: args(&key_file, &["--output", "json"]),
+            ..case(
+                &format!("{command}, key file missing, json"),
+                &[],
+                3,
+                &["error: PowerDNS API key: cannot read /nonexistent/pdns-api-key"],
+            )
+        });
+    }
+    run_all(cases).await;
+    // The JSON run's error is its result event, on stdout.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
+        .args(["up", "--spec", &key_file, "--output", "json"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a result event")).unwrap();
+    assert_eq!(result["phase"], "result", "{stdout}");
+    assert_eq!(result["exit_code"], 3, "{stdout}");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read /nonexistent/pdns-api-key"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "no event before the refusal: {stdout}"
+    );
+    assert_untouched(&client, &name, "a missing PowerDNS key").await;
+}
+
 /// A kit the world considers healthy (applied, its Deployment's pods Ready, the HelmRelease
 /// Ready as helm-controller would report it) in a zone of its own, so `wait` reaches the
 /// DNS proof.

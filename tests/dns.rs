@@ -48,6 +48,11 @@ static PDNS_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Events = Arc<Mutex<Vec<DnsEvent>>>;
 
+/// The proof's PowerDNS client and nameserver, from the spec and the environment.
+fn verifier(sov: &Sovereign) -> dns::Verifier {
+    dns::Verifier::new(&sov.spec.verify).expect("the key is set")
+}
+
 fn options(ns: &str, timeout: Duration) -> (VerifyOptions, Events) {
     let events: Events = Arc::default();
     let sink = events.clone();
@@ -93,7 +98,7 @@ async fn after_a_real_external_dns_run_the_records_are_verified_and_served() {
         "answers are checked too"
     );
     let (opts, events) = options(&ns, Duration::from_secs(30));
-    let report = dns::verify_until_synced(&client, &sov, opts)
+    let report = dns::verify_until_synced(&client, &sov, &verifier(&sov), opts)
         .await
         .expect("synced after external-dns ran");
 
@@ -157,7 +162,7 @@ async fn without_external_dns_the_wait_ends_not_synced_with_the_cause() {
     lb_service(&client, &ns, "web", &host, "192.0.2.83").await;
     let (sov, _dir) = sovereign(&world, |t| t, "");
     let (opts, events) = options(&ns, Duration::from_secs(2));
-    let err = dns::verify_until_synced(&client, &sov, opts)
+    let err = dns::verify_until_synced(&client, &sov, &verifier(&sov), opts)
         .await
         .unwrap_err();
     let DnsError::NotSynced {
@@ -203,7 +208,7 @@ async fn a_wrong_api_key_ends_not_synced_naming_credentials_and_is_never_shown()
         "",
     );
     let (opts, events) = options(&ns, Duration::from_secs(2));
-    let err = dns::verify_until_synced(&client, &sov, opts)
+    let err = dns::verify_until_synced(&client, &sov, &verifier(&sov), opts)
         .await
         .unwrap_err();
     let DnsError::NotSynced {
@@ -237,10 +242,9 @@ async fn a_wrong_api_key_ends_not_synced_naming_credentials_and_is_never_shown()
         },
         "",
     );
-    let (opts, _) = options(&ns, Duration::from_secs(2));
-    let err = dns::verify_until_synced(&client, &unset, opts)
-        .await
-        .unwrap_err();
+    let Err(err) = dns::Verifier::new(&unset.spec.verify) else {
+        panic!("a verifier without its key");
+    };
     assert_eq!(err.exit(), Exit::BadInput, "{err}");
     assert!(
         err.to_string().contains("CATALYST_DNS_TEST_NEVER_SET"),
@@ -272,7 +276,7 @@ async fn a_name_owned_by_another_owner_is_reported_and_left_alone() {
 
     let (sov, _dir) = sovereign(&world, |t| t, "");
     let (opts, _) = options(&ns, Duration::from_secs(2));
-    let err = dns::verify_until_synced(&client, &sov, opts)
+    let err = dns::verify_until_synced(&client, &sov, &verifier(&sov), opts)
         .await
         .unwrap_err();
     let DnsError::NotSynced {
@@ -330,7 +334,7 @@ async fn a_record_owned_in_the_old_txt_format_counts_as_owned() {
 
     let (sov, _dir) = sovereign(&world, |t| t, "");
     let (opts, _) = options(&ns, Duration::from_secs(20));
-    let report = dns::verify_until_synced(&client, &sov, opts)
+    let report = dns::verify_until_synced(&client, &sov, &verifier(&sov), opts)
         .await
         .expect("owned via the old format");
     assert_eq!(report.records.len(), 1);

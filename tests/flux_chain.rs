@@ -267,6 +267,25 @@ async fn a_chart_version_that_does_not_exist_fails_with_fluxs_message_and_repair
     assert!(stderr.contains("InvalidChartReference"), "{context}");
     assert!(!stderr.contains("timed out"), "{context}");
 
+    // `status` judges as the wait did: failed (exit 4, go and repair), not progressing
+    // (exit 5, which would send automation back to waiting). Its answer is an answer, not
+    // an error of the command.
+    let (code, stdout, stderr) = run(&["status"], &spec).await;
+    let context = format!("status stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, 4, "{context}");
+    assert!(
+        stdout.contains(&format!(
+            "failed        HelmRelease {name}/{release}: InvalidChartReference"
+        )),
+        "{context}"
+    );
+    assert!(
+        stdout.contains("no 'external-dns' chart with version matching '9.9.9' found"),
+        "{context}"
+    );
+    assert!(stderr.contains("0 of 1 ready; done in"), "{context}");
+    assert!(!stderr.contains("error:"), "{context}");
+
     // Fixed spec (the pinned version): `repair` applies it and Flux recovers.
     let spec = flux::chain_sovereign_file(dir.path(), &name, None);
     let pods = world.kubelet(&client, &name, dir.path().join("pods"));

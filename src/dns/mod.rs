@@ -386,6 +386,30 @@ const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// PowerDNS cannot be watched; a cap of 2 s keeps the wait short once external-dns writes.
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// What the proof takes from the spec and the environment: the PowerDNS client with its API
+/// key, and the nameserver to ask. Built before the first request to the cluster, so a
+/// missing key is refused as bad input before anything is applied.
+#[derive(Clone)]
+pub struct Verifier {
+    pdns: PdnsClient,
+    nameserver: Option<SocketAddr>,
+}
+
+impl Verifier {
+    /// Reads the API key (spec.verify.apiKeyEnv or apiKeyFile) and the nameserver address.
+    pub fn new(verify: &crate::spec::Verify) -> Result<Verifier, DnsError> {
+        let pdns = PdnsClient::new(verify, ApiKey::from_verify(verify)?)?;
+        let nameserver = match &verify.nameserver {
+            Some(ns) => Some(
+                ns.parse::<SocketAddr>()
+                    .map_err(|_| DnsError::BadNameserver(ns.clone()))?,
+            ),
+            None => None,
+        };
+        Ok(Verifier { pdns, nameserver })
+    }
+}
+
 /// Re-checks until every expected record is verified (and served, when spec.verify.nameserver
 /// is set), or `timeout` passes: then [`DnsError::NotSynced`] with a likely cause.
 ///
@@ -395,18 +419,13 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 pub async fn verify_until_synced(
     client: &Client,
     sovereign: &Sovereign,
+    verifier: &Verifier,
     opts: VerifyOptions,
 ) -> Result<DnsReport, DnsError> {
     let verify = &sovereign.spec.verify;
     let edns = &sovereign.spec.external_dns;
-    let pdns = PdnsClient::new(verify, ApiKey::from_verify(verify)?)?;
-    let nameserver = match &verify.nameserver {
-        Some(ns) => Some(
-            ns.parse::<SocketAddr>()
-                .map_err(|_| DnsError::BadNameserver(ns.clone()))?,
-        ),
-        None => None,
-    };
+    let Verifier { pdns, nameserver } = verifier;
+    let nameserver = *nameserver;
     let http = reqwest::Client::builder()
         .timeout(opts.query_timeout)
         .build()
@@ -429,7 +448,7 @@ pub async fn verify_until_synced(
         if opts.policy.stats().snapshot().retries > retries_before {
             deadline += asked.elapsed();
         }
-        let read = check_records(&pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await;
+        let read = check_records(pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await;
         let (mut verdicts, pdns_error) = match read {
             Ok(v) => (v, None),
             Err(e @ (PdnsError::ZoneNotFound { .. } | PdnsError::ServerNotFound { .. })) => {

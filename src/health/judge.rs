@@ -187,25 +187,7 @@ pub fn judge_helm_release(hr: &DynamicObject) -> Health {
 pub fn judge_helm_release_with_chart(hr: &DynamicObject, chart: Option<&DynamicObject>) -> Health {
     let health = judge_helm_release(hr);
     let Some(chart) = chart else { return health };
-    if !matches!(health, Health::Progressing { .. }) {
-        return health;
-    }
-    let status = &hr.data["status"];
-    let generation = hr.metadata.generation.unwrap_or(0);
-    let waits_on_chart = condition(status, "Ready").is_some_and(|r| {
-        r.status == "False"
-            && r.reason == SOURCE_NOT_READY
-            && r.observed_generation
-                .or(status["observedGeneration"].as_i64())
-                .is_some_and(|g| g >= generation)
-    });
-    let pending_request = hr
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION))
-        .is_some_and(|r| status["lastHandledReconcileAt"].as_str() != Some(r.as_str()));
-    if !waits_on_chart || pending_request {
+    if !matches!(health, Health::Progressing { .. }) || !waits_on_chart(hr) {
         return health;
     }
     let chart_status = &chart.data["status"];
@@ -230,6 +212,28 @@ pub fn judge_helm_release_with_chart(hr: &DynamicObject, chart: Option<&DynamicO
         }
         _ => health,
     }
+}
+
+/// Whether helm-controller, having seen the release's current generation and handled any
+/// reconcile request, holds it at Ready=False `SourceNotReady`: then the verdict of the
+/// chart it waits on (`status.helmChart`) is the release's.
+pub fn waits_on_chart(hr: &DynamicObject) -> bool {
+    let status = &hr.data["status"];
+    let generation = hr.metadata.generation.unwrap_or(0);
+    let waits = condition(status, "Ready").is_some_and(|r| {
+        r.status == "False"
+            && r.reason == SOURCE_NOT_READY
+            && r.observed_generation
+                .or(status["observedGeneration"].as_i64())
+                .is_some_and(|g| g >= generation)
+    });
+    let pending_request = hr
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RECONCILE_REQUEST_ANNOTATION))
+        .is_some_and(|r| status["lastHandledReconcileAt"].as_str() != Some(r.as_str()));
+    waits && !pending_request
 }
 
 /// helm-controller's Ready reason while the release's chart source is not ready.

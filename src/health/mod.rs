@@ -10,6 +10,8 @@
 //! - [`pressure`]: how the apiserver answers this tool (slow, throttling, fast).
 //! - [`ride`]: a failure judged by its cause: ridden out when time heals it, failed early
 //!   when it does not.
+//! - [`target`]: what is judged, and the one judgement of a target shared by `wait`,
+//!   `status` and `repair`.
 //! - [`watch`]: the engine, [`wait_until_healthy`].
 
 pub mod clock;
@@ -18,11 +20,13 @@ pub mod judge;
 pub mod pressure;
 pub mod ride;
 pub mod signatures;
+pub mod target;
 pub mod watch;
 
 pub use diagnose::{Diagnosis, EventSummary, Logs};
 pub use judge::Health;
+pub use target::{PodSelection, Target, TargetKind};
 pub use watch::{
-    EventSink, EventState, HealthError, HealthEvent, Pending, PodSelection, Report, Target,
-    TargetKind, WaitOptions, wait_then_watch, wait_until_healthy,
+    EventSink, EventState, HealthError, HealthEvent, Pending, Report, WaitOptions, wait_then_watch,
+    wait_until_healthy,
 };

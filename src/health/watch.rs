@@ -5,7 +5,7 @@
 //! timers are the deadlines themselves (timeout, outage budget, end of a symptom's grace
 //! period) and, during an outage, a probe that notices the apiserver is back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -17,9 +17,8 @@ use futures::FutureExt;
 use futures::stream::{BoxStream, SelectAll, StreamExt, select_all};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::core::{Selector, SelectorExt};
+use kube::api::DynamicObject;
+use kube::core::SelectorExt;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,13 +28,14 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::clock::{Budget, WaitClock};
-use super::diagnose::{Diagnosis, MAX_PODS, NOT_READY, Subject, diagnose, error_text};
-use super::judge::{
-    Health, combine, judge_deployment, judge_helm_release_with_chart, judge_pod, judge_pods,
-    pod_symptom,
-};
+use super::diagnose::{Diagnosis, NOT_READY, Subject, diagnose, error_text};
+use super::judge::{Health, pod_symptom};
 use super::pressure::{self, Pressure};
 use super::ride::{self, Verdict};
+use super::target::{
+    Object, Target, TargetKind, chart_ref, crash_key, helm_chart_resource, helm_release_resource,
+    judge_failure, judge_object, judge_with_pods, pod_namespace,
+};
 use crate::exit::Exit;
 use crate::retry::{Class, RetryPolicy, classify};
 
@@ -47,89 +47,6 @@ const WATCH_TIMEOUT_SECS: u32 = 25;
 /// is an answer, and only time without one counts against the outage budget. The client's
 /// read timeout bounds it as well.
 const PROBE_TIMEOUT: Duration = crate::retry::READ_TIMEOUT;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
-    Deployment,
-    /// helm.toolkit.fluxcd.io/v2 HelmRelease.
-    HelmRelease,
-}
-
-impl TargetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Deployment => "Deployment",
-            TargetKind::HelmRelease => "HelmRelease",
-        }
-    }
-}
-
-/// Which pods belong to a target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodSelection {
-    /// Only the object itself is judged.
-    None,
-    /// The pods the Deployment's own selector picks; they can fail it early, and its
-    /// rollout status decides readiness.
-    OfDeployment,
-    /// Pods in `namespace` carrying all `labels`; any can fail the target, and all must be
-    /// ready (at least one).
-    Labels {
-        namespace: String,
-        labels: BTreeMap<String, String>,
-    },
-}
-
-/// One thing to wait for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub kind: TargetKind,
-    pub namespace: String,
-    pub name: String,
-    pub pods: PodSelection,
-}
-
-impl Target {
-    /// A Deployment and its pods.
-    pub fn deployment(namespace: &str, name: &str) -> Target {
-        Target {
-            kind: TargetKind::Deployment,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            pods: PodSelection::OfDeployment,
-        }
-    }
-
-    /// A HelmRelease alone; see [`Target::with_release_pods`].
-    pub fn helm_release(namespace: &str, name: &str) -> Target {
-        Target {
-            kind: TargetKind::HelmRelease,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            pods: PodSelection::None,
-        }
-    }
-
-    /// Also judges the pods of the Helm release, labelled the way Helm charts label them
-    /// (the external-dns chart: app.kubernetes.io/name=external-dns,
-    /// app.kubernetes.io/instance=<release>). A crash-looping pod then fails the wait
-    /// while Flux itself still waits out its own timeout.
-    pub fn with_release_pods(mut self, namespace: &str, release: &str, app: &str) -> Target {
-        self.pods = PodSelection::Labels {
-            namespace: namespace.to_owned(),
-            labels: BTreeMap::from([
-                ("app.kubernetes.io/name".to_owned(), app.to_owned()),
-                ("app.kubernetes.io/instance".to_owned(), release.to_owned()),
-            ]),
-        };
-        self
-    }
-
-    /// "Kind namespace/name", as progress and errors name it.
-    pub fn resource(&self) -> String {
-        format!("{} {}/{}", self.kind.as_str(), self.namespace, self.name)
-    }
-}
 
 pub type EventSink = Arc<dyn Fn(&HealthEvent) + Send + Sync>;
 
@@ -248,6 +165,22 @@ pub enum EventState {
     /// A HelmRelease helm-controller gave up on during saturation had its failure counters
     /// reset once the apiserver calmed.
     ResetFailures,
+}
+
+impl EventState {
+    /// The event's `state` (README: events), as it serializes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Progressing => "progressing",
+            EventState::Ready => "ready",
+            EventState::Failed => "failed",
+            EventState::ApiserverUnreachable => "apiserver-unreachable",
+            EventState::ApiserverReachable => "apiserver-reachable",
+            EventState::RidingOut => "riding-out",
+            EventState::BackoffCut => "backoff-cut",
+            EventState::ResetFailures => "reset-failures",
+        }
+    }
 }
 
 /// A successful wait.
@@ -418,23 +351,6 @@ where
         .boxed()
 }
 
-pub(crate) fn helm_release_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "helm.toolkit.fluxcd.io",
-        "v2",
-        "HelmRelease",
-    ))
-}
-
-/// The HelmCharts helm-controller makes from a HelmRelease's chart template.
-fn helm_chart_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "source.toolkit.fluxcd.io",
-        "v1",
-        "HelmChart",
-    ))
-}
-
 enum ObjectStore {
     Deployment(Store<Deployment>),
     HelmRelease(Store<DynamicObject>),
@@ -545,40 +461,6 @@ impl Ridden {
 /// the judgement has fresh figures even when the wait itself sends nothing.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// The one judgement of a failed target by its cause, for `wait`, `status` and `repair`:
-/// a crash-looping container from the causes its diagnosis found and the apiserver's
-/// condition, a HelmRelease from its failure message. Returns the verdict and the key a
-/// ride-out is remembered by (with the restart count it was judged at).
-pub(crate) fn judge_failure(
-    target: &Target,
-    health: &Health,
-    culprit: Option<&Pod>,
-    diagnosis: &Diagnosis,
-    condition: pressure::Condition,
-) -> (Verdict, Option<(String, i32)>) {
-    let Health::Failed { reason, message } = health else {
-        return (Verdict::Fail { judgement: None }, None);
-    };
-    if reason == "CrashLoopBackOff"
-        && let Some((key, restarts, container)) = culprit.and_then(crash_key)
-    {
-        let logs_read = matches!(diagnosis.logs, Some(super::diagnose::Logs::Previous { .. }));
-        let verdict = ride::crash_loop(
-            &container,
-            restarts,
-            &diagnosis.causes,
-            logs_read,
-            condition,
-        );
-        return (verdict, Some((key, restarts)));
-    }
-    if target.kind == TargetKind::HelmRelease {
-        let key = format!("{}: {message}", target.resource());
-        return (ride::helm_release(message, condition), Some((key, 0)));
-    }
-    (Verdict::Fail { judgement: None }, None)
-}
-
 fn reason_of(health: &Health) -> &str {
     match health {
         Health::Failed { reason, .. } => reason,
@@ -592,23 +474,6 @@ fn message_of(health: &Health) -> &str {
         Health::Progressing { reason } => reason,
         Health::Ready => "",
     }
-}
-
-/// A crash-looping container's ride-out key and restart count.
-fn crash_key(pod: &Pod) -> Option<(String, i32, String)> {
-    let s = pod_symptom(pod)?;
-    if s.reason != "CrashLoopBackOff" {
-        return None;
-    }
-    let container = s.container.unwrap_or_default();
-    Some((
-        format!(
-            "{}/{container}",
-            pod.metadata.uid.as_deref().unwrap_or_default()
-        ),
-        s.restarts,
-        container,
-    ))
 }
 
 impl<'a> Engine<'a> {
@@ -772,23 +637,24 @@ impl<'a> Engine<'a> {
             health: Health::progressing("not created yet"),
             pods: Vec::new(),
         };
-        // Pods named by label are the workload itself and must be ready; a Deployment's
-        // own pods can only fail it, its rollout status says when it is ready.
-        let require_ready = matches!(target.pods, PodSelection::Labels { .. });
         let (object, selector) = match &self.objects[i] {
             ObjectStore::Deployment(store) => {
                 let Some(d) = find(store, &target.name) else {
                     return not_created();
                 };
-                (judge_deployment(&d), deployment_pods(&target.pods, &d))
+                judge_object(target, Object::Deployment(&d))
             }
             ObjectStore::HelmRelease(store) => {
                 let Some(hr) = find(store, &target.name) else {
                     return not_created();
                 };
-                (
-                    judge_helm_release_with_chart(&hr, self.chart_of(&hr).as_deref()),
-                    selection(&target.pods),
+                let chart = self.chart_of(&hr);
+                judge_object(
+                    target,
+                    Object::HelmRelease {
+                        release: &hr,
+                        chart: chart.as_deref(),
+                    },
                 )
             }
         };
@@ -811,29 +677,11 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|p| (p.as_ref(), self.persisted(p, now)))
             .collect();
-        let verdict = judge_pods(&pairs, self.opts.grace, require_ready);
-        // For a diagnosis: the culprit, then other pods that are not ready.
-        let mut examine: Vec<Arc<Pod>> = verdict
-            .culprit
-            .map(|c| pods[c].clone())
-            .into_iter()
-            .collect();
-        for (k, (pod, persisted)) in pairs.iter().enumerate() {
-            if examine.len() >= MAX_PODS {
-                break;
-            }
-            if Some(k) != verdict.culprit && !judge_pod(pod, *persisted, self.opts.grace).is_ready()
-            {
-                examine.push(pods[k].clone());
-            }
-        }
-        let health = combine(object, &verdict);
-        let culprit = matches!(verdict.health, Health::Failed { .. })
-            .then(|| verdict.culprit.map(|c| pods[c].clone()))
-            .flatten();
+        let judged = judge_with_pods(target, object, &pairs, self.opts.grace);
+        let culprit = judged.culprit.map(|c| pods[c].clone());
         Judged {
-            health: self.riding_out(health, culprit.as_deref(), &target.resource()),
-            pods: examine,
+            health: self.riding_out(judged.health, culprit.as_deref(), &target.resource()),
+            pods: judged.examine.iter().map(|&k| pods[k].clone()).collect(),
         }
     }
 
@@ -1228,7 +1076,7 @@ impl<'a> Engine<'a> {
     /// The HelmChart named in the release's `status.helmChart` (`namespace/name`), once
     /// its namespace's watch has synced.
     fn chart_of(&self, hr: &DynamicObject) -> Option<Arc<DynamicObject>> {
-        let (ns, name) = hr.data["status"]["helmChart"].as_str()?.split_once('/')?;
+        let (ns, name) = chart_ref(hr)?;
         let first = self.targets.len() + self.pods.len();
         let (k, (_, store)) = self.charts.iter().enumerate().find(|(_, (n, _))| n == ns)?;
         self.synced[first + k].then(|| find(store, name)).flatten()
@@ -1331,37 +1179,6 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     store.find(|o| o.meta().name.as_deref() == Some(name))
-}
-
-pub(crate) fn pod_namespace(t: &Target) -> Option<&str> {
-    match (&t.pods, t.kind) {
-        (PodSelection::OfDeployment, TargetKind::Deployment) => Some(&t.namespace),
-        (PodSelection::Labels { namespace, .. }, _) => Some(namespace),
-        _ => None,
-    }
-}
-
-/// The pods a Deployment target answers for: the Deployment's own selector, or the
-/// target's label selection.
-pub(crate) fn deployment_pods(pods: &PodSelection, deployment: &Deployment) -> Option<Selector> {
-    match pods {
-        PodSelection::OfDeployment => deployment
-            .spec
-            .as_ref()
-            .and_then(|s| Selector::try_from(s.selector.clone()).ok()),
-        other => selection(other),
-    }
-}
-
-pub(crate) fn selection(pods: &PodSelection) -> Option<Selector> {
-    match pods {
-        PodSelection::Labels { labels, .. } => Selector::try_from(LabelSelector {
-            match_labels: Some(labels.clone()),
-            match_expressions: None,
-        })
-        .ok(),
-        _ => None,
-    }
 }
 
 fn symptom_key(pod: &Pod) -> Option<String> {
@@ -1569,35 +1386,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_name_themselves_and_select_release_pods() {
-        let t = Target::helm_release("flux-system", "external-dns").with_release_pods(
-            "external-dns",
-            "external-dns",
-            "external-dns",
-        );
-        assert_eq!(t.resource(), "HelmRelease flux-system/external-dns");
-        assert_eq!(pod_namespace(&t), Some("external-dns"));
-        let sel = selection(&t.pods).unwrap();
-        let labels = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert!(sel.matches(&labels(&[
-            ("app.kubernetes.io/name", "external-dns"),
-            ("app.kubernetes.io/instance", "external-dns"),
-            ("pod-template-hash", "abc"),
-        ])));
-        assert!(!sel.matches(&labels(&[("app.kubernetes.io/name", "external-dns")])));
-
-        let d = Target::deployment("ns", "web");
-        assert_eq!(d.resource(), "Deployment ns/web");
-        assert_eq!(pod_namespace(&d), Some("ns"));
-        assert_eq!(pod_namespace(&Target::helm_release("ns", "x")), None);
-    }
-
-    #[test]
     fn errors_map_to_the_documented_exit_codes() {
         let diagnosis = Diagnosis {
             resource: String::new(),
@@ -1707,6 +1495,19 @@ mod tests {
             (EventState::ResetFailures, "reset-failures"),
         ] {
             assert_eq!(serde_json::to_value(state).unwrap(), name);
+        }
+        use EventState::*;
+        for state in [
+            Progressing,
+            Ready,
+            Failed,
+            ApiserverUnreachable,
+            ApiserverReachable,
+            RidingOut,
+            BackoffCut,
+            ResetFailures,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
     }
 }

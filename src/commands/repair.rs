@@ -1,0 +1,49 @@
+//! `repair`: apply (a rerun), repair what waiting alone would not fix, then wait and prove
+//! DNS as `up` does.
+
+use std::sync::Arc;
+
+use super::apply::{Mode, apply_kit};
+use super::session::Session;
+use super::wait::{Backoff, WaitArgs, wait_and_prove};
+use super::{CommandError, Outcome};
+use crate::repair;
+use crate::report::{Phase, Reporter};
+
+pub async fn run(args: &WaitArgs, reporter: Arc<Reporter>) -> Result<Outcome, CommandError> {
+    let (session, verifier) = Session::open_proving(&args.spec, &args.run, reporter).await?;
+    let summary = apply_kit(&session, Mode::Apply).await?;
+    session.say(Phase::Apply, &summary);
+    let repaired = repair::repair(
+        &session.client,
+        &session.prepared.targets,
+        &session.retry,
+        || jiff::Timestamp::now().to_string(),
+    )
+    .await?;
+    for action in &repaired.actions {
+        session.reporter.event(
+            Phase::Repair,
+            Some(&action.resource),
+            action.action.as_str(),
+            &action.reason,
+            None,
+        );
+    }
+    for skipped in &repaired.skipped {
+        session.reporter.event(
+            Phase::Repair,
+            Some(&skipped.resource),
+            "left-alone",
+            &skipped.reason,
+            None,
+        );
+    }
+    if repaired.nothing_done() && repaired.skipped.is_empty() {
+        session.say(
+            Phase::Repair,
+            "nothing to repair: every resource is ready or on its way",
+        );
+    }
+    wait_and_prove(&session, &verifier, args.timeout, Backoff::Cut).await
+}

@@ -1,0 +1,164 @@
+//! `wait` and `up`: the kit's workloads healthy, then DNS sync proven, with the judgement
+//! running all the way through (`up` applies first).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::apply::{Mode, apply_kit};
+use super::session::Session;
+use super::{CommandError, Outcome, RunArgs, SpecArgs};
+use crate::dns;
+use crate::health;
+use crate::report::{Phase, Reporter};
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// How long the workloads may take to turn healthy. Time the apiserver is unreachable
+    /// does not count (that has its own budget, --unreachable-timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::session::parse_duration, allow_hyphen_values = true)]
+    pub timeout: Duration,
+}
+
+/// Whether the command writes before it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// `wait`: never writes.
+    Wait,
+    /// `up`: applies the kit first, and may replace a pod waiting out a long back-off.
+    Up,
+}
+
+pub async fn run(
+    args: &WaitArgs,
+    start: Start,
+    reporter: Arc<Reporter>,
+) -> Result<Outcome, CommandError> {
+    let (session, verifier) = Session::open_proving(&args.spec, &args.run, reporter).await?;
+    if start == Start::Up {
+        let summary = apply_kit(&session, Mode::Apply).await?;
+        session.say(Phase::Apply, &summary);
+    }
+    let backoff = match start {
+        Start::Wait => Backoff::Leave,
+        Start::Up => Backoff::Cut,
+    };
+    wait_and_prove(&session, &verifier, args.timeout, backoff).await
+}
+
+/// Whether the wait may replace a pod of the kit's release waiting out a long kubelet
+/// back-off once the apiserver calmed (`up` and `repair`; never `wait`, which never
+/// writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    Leave,
+    Cut,
+}
+
+/// Waits until the kit's HelmRelease is Ready for its current generation and the
+/// external-dns pods are not failing, then proves DNS sync while the judgement keeps
+/// watching: external-dns turns Ready before its start-up cache sync has run out, so its
+/// crash comes after.
+pub async fn wait_and_prove(
+    session: &Session,
+    verifier: &dns::Verifier,
+    timeout: Duration,
+    backoff: Backoff,
+) -> Result<Outcome, CommandError> {
+    let sink = session.reporter.clone();
+    let options = health::WaitOptions::default()
+        .with_timeout(timeout)
+        .with_retry_policy(&session.retry)
+        .with_backoff_cut(backoff == Backoff::Cut)
+        .on_event(move |event| {
+            sink.event(
+                Phase::Wait,
+                Some(&event.resource),
+                event.state.as_str(),
+                &event.message,
+                None,
+            );
+        });
+    let text = session.text();
+    let targets = &session.prepared.targets;
+    let (report, verified) =
+        health::wait_then_watch(&session.client, targets, &options, |healthy| {
+            if text {
+                for (resource, at) in &healthy.ready {
+                    println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
+                }
+            }
+            prove_dns(session, verifier, timeout)
+        })
+        .await?;
+    let verified = verified?;
+    if text {
+        for why in &report.ridden_out {
+            println!("rode out      {why}");
+        }
+    }
+    let rode_out = match report.ridden_out.as_slice() {
+        [] => String::new(),
+        ridden => format!(" after riding out: {}", ridden.join("; ")),
+    };
+    Ok(Outcome::success(format!(
+        "healthy{rode_out}; {verified}; {}",
+        session.requests()
+    )))
+}
+
+/// The proof that DNS sync works: every record external-dns should have written is in
+/// PowerDNS with our ownership, and answered by the authoritative server when one is set.
+async fn prove_dns(
+    session: &Session,
+    verifier: &dns::Verifier,
+    timeout: Duration,
+) -> Result<String, CommandError> {
+    let sink = session.reporter.clone();
+    let sink: dns::DnsEventSink = Arc::new(move |event: &dns::DnsEvent| {
+        sink.event(
+            Phase::Dns,
+            Some(&event.hostname),
+            &event.state,
+            &event.message,
+            None,
+        );
+    });
+    let options = dns::VerifyOptions {
+        timeout,
+        run_started: std::time::SystemTime::now() - session.reporter.elapsed(),
+        on_event: Some(sink),
+        policy: session.retry.clone(),
+        ..dns::VerifyOptions::default()
+    };
+    let report = dns::verify_until_synced(
+        &session.client,
+        &session.prepared.sovereign,
+        verifier,
+        options,
+    )
+    .await?;
+    if session.text() {
+        for record in &report.records {
+            println!(
+                "in dns        {} {}",
+                record.record.hostname,
+                record.record.rtype.as_str()
+            );
+        }
+    }
+    Ok(if report.records.is_empty() {
+        "no DNS records expected yet; PowerDNS answers and takes the API key".to_owned()
+    } else {
+        format!(
+            "{} DNS records verified in PowerDNS ({} zone reads)",
+            report.records.len(),
+            report.zone_reads
+        )
+    })
+}
