@@ -12,21 +12,24 @@
 //!   when it does not.
 //! - [`target`]: what is judged, and the one judgement of a target shared by `wait`,
 //!   `status` and `repair`.
-//! - [`watch`]: the engine, [`wait_until_healthy`].
+//! - [`outcome`]: the wait's options, events, report and errors.
+//! - [`watch`]: the engine, [`wait_until_healthy`], on watch streams (`streams`), riding
+//!   out what time heals (`riding`).
 
 pub mod clock;
 pub mod diagnose;
 pub mod judge;
+pub mod outcome;
 pub mod pressure;
 pub mod ride;
+mod riding;
 pub mod signatures;
+mod streams;
 pub mod target;
 pub mod watch;
 
 pub use diagnose::{Diagnosis, EventSummary, Logs};
 pub use judge::Health;
+pub use outcome::{EventSink, EventState, HealthError, HealthEvent, Pending, Report, WaitOptions};
 pub use target::{PodSelection, Target, TargetKind};
-pub use watch::{
-    EventSink, EventState, HealthError, HealthEvent, Pending, Report, WaitOptions, wait_then_watch,
-    wait_until_healthy,
-};
+pub use watch::{wait_then_watch, wait_until_healthy};

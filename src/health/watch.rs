@@ -5,10 +5,8 @@
 //! timers are the deadlines themselves (timeout, outage budget, end of a symptom's grace
 //! period) and, during an outage, a probe that notices the apiserver is back.
 
-use std::collections::HashMap;
-use std::fmt::Debug;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,461 +17,70 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DynamicObject;
 use kube::core::SelectorExt;
-use kube::runtime::reflector::{self, Store, store::Writer};
-use kube::runtime::utils::Backoff;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use thiserror::Error;
+use kube::runtime::reflector::{Store, store::Writer};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
 use tokio::time::Instant;
 
 use super::clock::{Budget, WaitClock};
-use super::diagnose::{Diagnosis, NOT_READY, Subject, diagnose, error_text};
+use super::diagnose::{NOT_READY, Subject, diagnose};
 use super::judge::{Health, pod_symptom};
-use super::pressure::{self, Pressure};
-use super::ride::{self, Verdict};
+use super::outcome::{EventState, HealthError, HealthEvent, Pending, Report, WaitOptions};
+use super::ride::Verdict;
+use super::riding::{Basis, Ridden};
+use super::streams::{
+    Item, PROBE_TIMEOUT, Probe, ReconnectBackoff, Stream, WATCH_TIMEOUT_SECS, find, watch_stream,
+};
 use super::target::{
-    Object, Target, TargetKind, chart_ref, crash_key, helm_chart_resource, helm_release_resource,
+    Object, Target, TargetKind, chart_ref, helm_chart_resource, helm_release_resource,
     judge_failure, judge_object, judge_with_pods, pod_namespace,
 };
-use crate::exit::Exit;
-use crate::retry::{Class, RetryPolicy, classify};
 
-/// Asks the apiserver to end each watch before the client's read timeout
-/// ([`crate::retry::READ_TIMEOUT`]) would cut it as idle; the watcher then resumes it.
-const WATCH_TIMEOUT_SECS: u32 = 25;
-/// How long the reachability probe may wait for an answer. A saturated apiserver answers,
-/// late (`/readyz` took up to 12.4 s under the test world's 2 % CPU quota): a late answer
-/// is an answer, and only time without one counts against the outage budget. The client's
-/// read timeout bounds it as well.
-const PROBE_TIMEOUT: Duration = crate::retry::READ_TIMEOUT;
-
-pub type EventSink = Arc<dyn Fn(&HealthEvent) + Send + Sync>;
-
-/// Budgets and reporting of [`wait_until_healthy`].
-#[derive(Clone)]
-pub struct WaitOptions {
-    /// How long workloads may take to turn healthy, counting only time the apiserver
-    /// answered.
-    pub timeout: Duration,
-    /// How long the apiserver may stay unreachable in one stretch.
-    pub unreachable_budget: Duration,
-    /// How long a pod symptom (image pull error, crash loop with few restarts, ...) may
-    /// last before it fails the wait.
-    pub grace: Duration,
-    /// Watch reconnection and reachability-probe delays: first and largest.
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
-    pub on_event: Option<EventSink>,
-    /// Whether the wait may replace a pod of the kit's release that waits out a long
-    /// kubelet back-off after the apiserver calmed down (`up` and `repair`; never `wait`).
-    pub cut_backoff: bool,
-    /// How the apiserver has answered this run (the client's own timings and the wait's
-    /// `/readyz` reads): the run's [`RetryPolicy::pressure`].
-    pub pressure: Pressure,
-}
-
-impl Default for WaitOptions {
-    fn default() -> Self {
-        let policy = RetryPolicy::default();
-        WaitOptions {
-            timeout: Duration::from_secs(5 * 60),
-            unreachable_budget: policy.unreachable_budget,
-            grace: Duration::from_secs(60),
-            reconnect_min: policy.min_delay,
-            reconnect_max: policy.max_delay,
-            on_event: None,
-            cut_backoff: false,
-            pressure: policy.pressure().clone(),
-        }
-    }
-}
-
-impl Debug for WaitOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaitOptions")
-            .field("timeout", &self.timeout)
-            .field("unreachable_budget", &self.unreachable_budget)
-            .field("grace", &self.grace)
-            .field("reconnect_min", &self.reconnect_min)
-            .field("reconnect_max", &self.reconnect_max)
-            .field("cut_backoff", &self.cut_backoff)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WaitOptions {
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    pub fn with_backoff_cut(mut self, cut: bool) -> Self {
-        self.cut_backoff = cut;
-        self
-    }
-
-    pub fn with_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-
-    /// Takes the outage budget and delays from the policy every other apiserver call uses.
-    pub fn with_retry_policy(mut self, policy: &RetryPolicy) -> Self {
-        self.unreachable_budget = policy.unreachable_budget;
-        self.reconnect_min = policy.min_delay;
-        self.reconnect_max = policy.max_delay;
-        self.pressure = policy.pressure().clone();
-        self
-    }
-
-    pub fn on_event(mut self, sink: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
-        self.on_event = Some(Arc::new(sink));
-        self
-    }
-}
-
-/// A change worth a progress line.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HealthEvent {
-    /// "Kind namespace/name", or "apiserver".
-    pub resource: String,
-    pub state: EventState,
-    pub message: String,
-    /// Since the wait started, wall clock.
-    #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
-    pub elapsed: Duration,
-}
-
-fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventState {
-    Progressing,
-    Ready,
-    Failed,
-    ApiserverUnreachable,
-    ApiserverReachable,
-    /// A failure time heals (a start-up crash loop on a saturated apiserver) is waited
-    /// through.
-    RidingOut,
-    /// A pod waiting out a long kubelet back-off was replaced once the apiserver calmed.
-    BackoffCut,
-    /// A HelmRelease helm-controller gave up on during saturation had its failure counters
-    /// reset once the apiserver calmed.
-    ResetFailures,
-}
-
-impl EventState {
-    /// The event's `state` (README: events), as it serializes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventState::Progressing => "progressing",
-            EventState::Ready => "ready",
-            EventState::Failed => "failed",
-            EventState::ApiserverUnreachable => "apiserver-unreachable",
-            EventState::ApiserverReachable => "apiserver-reachable",
-            EventState::RidingOut => "riding-out",
-            EventState::BackoffCut => "backoff-cut",
-            EventState::ResetFailures => "reset-failures",
-        }
-    }
-}
-
-/// A successful wait.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub elapsed: Duration,
-    /// Time the apiserver was unreachable, which did not count against the timeout.
-    pub unreachable: Duration,
-    /// Each target and when (since the start) it last turned ready.
-    pub ready: Vec<(String, Duration)>,
-    /// What was ridden out on the way, the last word on each (e.g. "external-dns restarted
-    /// 4 times on its start-up cache sync; the apiserver answers in 2.3 s (saturated)").
-    pub ridden_out: Vec<String>,
-}
-
-/// A target still not ready when the wait gave up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub resource: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Error)]
-pub enum HealthError {
-    /// Exit 4 ([`Exit::WorkloadFailed`]).
-    #[error("{diagnosis}")]
-    WorkloadFailed { diagnosis: Box<Diagnosis> },
-    /// Exit 5 ([`Exit::TimedOut`]).
-    #[error(
-        "timed out after {}s waiting for {}",
-        waited.as_secs(),
-        pending.iter().map(|p| format!("{} ({})", p.resource, p.reason)).collect::<Vec<_>>().join(", ")
-    )]
-    TimedOut {
-        /// Time the apiserver answered; outages are not counted.
-        waited: Duration,
-        pending: Vec<Pending>,
-        /// What the pending targets' events, pods and logs say.
-        diagnoses: Vec<Diagnosis>,
-    },
-    /// Exit 6 ([`Exit::ApiserverUnreachable`]).
-    #[error(
-        "the apiserver has been unreachable for {}s, over the {}s budget; last error: {last_error}",
-        unreachable_for.as_secs(),
-        budget.as_secs()
-    )]
-    ApiserverUnreachable {
-        unreachable_for: Duration,
-        budget: Duration,
-        last_error: String,
-    },
-    /// Exit 8 ([`Exit::PermissionDenied`]): 401 or 403 while watching.
-    #[error("permission denied: cannot watch {what}: {message}")]
-    Forbidden { what: String, message: String },
-    /// Exit 1 ([`Exit::Internal`]): a permanent apiserver error other than a permission
-    /// problem, e.g. the HelmRelease kind is not served because Flux's CRDs are missing.
-    #[error("cannot watch {what}: {message}")]
-    Api { what: String, message: String },
-    /// Exit 5 ([`Exit::TimedOut`]), as for a missing object: the kind is not served, so
-    /// nothing of it exists yet; its CRD comes with a component not installed (yet).
-    #[error(
-        "cannot watch {what}: the apiserver does not serve this kind: {crd}; expected the \
-         CRD to be installed (apply the kit after it)"
-    )]
-    NotServed { what: String, crd: String },
-    /// Exit 9 ([`Exit::TlsUntrusted`]): the apiserver's certificate was refused.
-    #[error(
-        "cannot watch {what}: TLS verification failed: the apiserver's certificate is not \
-         trusted ({cause}); check the certificate-authority of the kubeconfig's cluster, or \
-         pass --insecure-skip-tls-verify to skip verification (unsafe)"
-    )]
-    Tls { what: String, cause: String },
-}
-
-impl HealthError {
-    pub fn exit(&self) -> Exit {
-        match self {
-            HealthError::WorkloadFailed { .. } => Exit::WorkloadFailed,
-            HealthError::TimedOut { .. } => Exit::TimedOut,
-            HealthError::ApiserverUnreachable { .. } => Exit::ApiserverUnreachable,
-            HealthError::Forbidden { .. } => Exit::PermissionDenied,
-            HealthError::Api { .. } => Exit::Internal,
-            HealthError::NotServed { .. } => Exit::TimedOut,
-            HealthError::Tls { .. } => Exit::TlsUntrusted,
-        }
-    }
-}
-
-/// What a watch stream reports to the engine; the objects themselves land in its store.
-#[derive(Debug)]
-enum Tick {
-    /// A (re)list is starting. Emitted before any request, so it proves nothing.
-    Init,
-    /// The store holds a complete list.
-    Synced,
-    /// An object changed.
-    Changed,
-}
-
-type Item = (usize, Result<Tick, watcher::Error>);
-
-/// Watch reconnection pacing. kube's `StreamBackoff` resets its backoff on every `Ok`, and
-/// a watcher yields `Ok(Init)` before each relist attempt, so during an outage the delay
-/// would never grow. This one ignores resets and starts over only after a quiet period.
-/// Equal jitter (half fixed, half random) keeps every delay within the maximum, so
-/// watches resume promptly once the apiserver is back.
-struct ReconnectBackoff {
-    builder: backon::ExponentialBuilder,
-    inner: backon::ExponentialBackoff,
-    last: Option<Instant>,
-    quiet: Duration,
-}
-
-impl ReconnectBackoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        let builder = backon::ExponentialBuilder::default()
-            .with_min_delay(min)
-            .with_max_delay(max.max(min))
-            .without_max_times();
-        ReconnectBackoff {
-            inner: backon::BackoffBuilder::build(builder),
-            builder,
-            last: None,
-            quiet: 2 * max.max(min),
-        }
-    }
-}
-
-impl Iterator for ReconnectBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now - t > self.quiet) {
-            self.inner = backon::BackoffBuilder::build(self.builder);
-        }
-        self.last = Some(now);
-        let delay = self.inner.next()?;
-        Some(delay / 2 + delay.mul_f64(fastrand::f64() / 2.0))
-    }
-}
-
-impl Backoff for ReconnectBackoff {
-    fn reset(&mut self) {}
-}
-
-fn watch_stream<K>(
-    id: usize,
-    api: Api<K>,
-    config: watcher::Config,
-    writer: Writer<K>,
-    opts: &WaitOptions,
-) -> BoxStream<'static, Item>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Send + Sync,
-{
-    let backoff = ReconnectBackoff::new(opts.reconnect_min, opts.reconnect_max);
-    reflector::reflector(writer, watcher(api, config).backoff(backoff))
-        .map(move |r| {
-            let tick = r.map(|e| match e {
-                watcher::Event::Init => Tick::Init,
-                watcher::Event::InitDone => Tick::Synced,
-                _ => Tick::Changed,
-            });
-            (id, tick)
-        })
-        .boxed()
-}
-
-enum ObjectStore {
+pub(super) enum ObjectStore {
     Deployment(Store<Deployment>),
     HelmRelease(Store<DynamicObject>),
 }
 
 /// A target's verdict and the pods a diagnosis should look at (culprit first).
-struct Judged {
-    health: Health,
-    pods: Vec<Arc<Pod>>,
+pub(super) struct Judged {
+    pub(super) health: Health,
+    pub(super) pods: Vec<Arc<Pod>>,
 }
 
-type Probe = Pin<Box<dyn Future<Output = Result<(), kube::Error>> + Send>>;
-
-struct Engine<'a> {
-    client: Client,
-    targets: &'a [Target],
-    opts: &'a WaitOptions,
-    /// Stream `i` < targets.len() feeds `objects[i]`; the next ones feed `pods` in order,
-    /// the last ones `charts`.
-    objects: Vec<ObjectStore>,
-    pods: Vec<(String, Store<Pod>)>,
-    /// HelmCharts by namespace, for the HelmRelease targets.
-    charts: Vec<(String, Store<DynamicObject>)>,
-    synced: Vec<bool>,
+pub(super) struct Engine<'a> {
+    pub(super) client: Client,
+    pub(super) targets: &'a [Target],
+    pub(super) opts: &'a WaitOptions,
+    /// Fed by [`Stream::Object`]`(i)`, one per target.
+    pub(super) objects: Vec<ObjectStore>,
+    /// Pods by namespace, fed by [`Stream::Pods`].
+    pub(super) pods: Vec<(String, Store<Pod>)>,
+    /// HelmCharts by namespace, for the HelmRelease targets, fed by [`Stream::Charts`].
+    pub(super) charts: Vec<(String, Store<DynamicObject>)>,
+    /// The streams whose stores hold a complete list.
+    pub(super) synced: HashSet<Stream>,
     /// When each current pod symptom was first seen, by "uid/container/reason".
-    symptoms: HashMap<String, Instant>,
-    last_emitted: Vec<Option<(EventState, String)>>,
-    ready_at: Vec<Option<Duration>>,
-    clock: WaitClock,
-    last_error: String,
-    probe_delays: ReconnectBackoff,
+    pub(super) symptoms: HashMap<String, Instant>,
+    pub(super) last_emitted: Vec<Option<(EventState, String)>>,
+    pub(super) ready_at: Vec<Option<Duration>>,
+    pub(super) clock: WaitClock,
+    pub(super) last_error: String,
+    pub(super) probe_delays: ReconnectBackoff,
     /// Failures judged transient, by key ("<pod uid>/<container>" for a crash loop,
     /// "<resource>: <message>" for a HelmRelease). A crash loop is judged again when its
     /// count grows, and every ride-out whenever the apiserver's condition changes.
-    ridden: HashMap<String, Ridden>,
+    pub(super) ridden: HashMap<String, Ridden>,
     /// The last word on each failure ridden out, in the order they came.
-    ridden_out: Vec<(String, String)>,
+    pub(super) ridden_out: Vec<(String, String)>,
     /// Crash loops judged by count (no known cause), by key: the restart count judged at,
     /// so the same crash is not diagnosed again.
-    by_count: HashMap<String, i32>,
+    pub(super) by_count: HashMap<String, i32>,
     /// Pods replaced to cut a long back-off short (by uid): each once at most.
-    cut: std::collections::HashSet<String>,
+    pub(super) cut: HashSet<String>,
     /// HelmRelease ride-outs whose failure counters were reset (by key): once per cause.
-    reset: std::collections::HashSet<String>,
+    pub(super) reset: HashSet<String>,
     /// While something is ridden out: when to time the apiserver next.
-    next_sample: Option<Instant>,
-}
-
-/// A failure being ridden out, and what its judgement rests on.
-struct Ridden {
-    target: usize,
-    /// The restart count it was judged at (0 for a HelmRelease).
-    restarts: i32,
-    why: String,
-    basis: Basis,
-    /// The apiserver's condition, by kind, when `why` was last announced.
-    announced: Stage,
-}
-
-/// The kind of the apiserver's condition a ride-out rests on: a change is announced, new
-/// figures of the same kind are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Unknown,
-    Slow,
-    Recovered,
-    Fast,
-}
-
-fn stage(condition: &pressure::Condition) -> Stage {
-    match condition {
-        pressure::Condition::Unknown => Stage::Unknown,
-        pressure::Condition::Slow { .. } => Stage::Slow,
-        pressure::Condition::Fast {
-            slow_before: true, ..
-        } => Stage::Recovered,
-        pressure::Condition::Fast { .. } => Stage::Fast,
-    }
-}
-
-enum Basis {
-    Crash {
-        pod: Arc<Pod>,
-        container: String,
-        causes: Vec<&'static super::signatures::Signature>,
-        logs_read: bool,
-    },
-    Release {
-        message: String,
-    },
-}
-
-impl Ridden {
-    fn judge(&self, condition: pressure::Condition) -> Verdict {
-        match &self.basis {
-            Basis::Crash {
-                container,
-                causes,
-                logs_read,
-                ..
-            } => ride::crash_loop(container, self.restarts, causes, *logs_read, condition),
-            Basis::Release { message } => ride::helm_release(message, condition),
-        }
-    }
-}
-
-/// While a failure is ridden out the apiserver is timed this often (a `/readyz` read), so
-/// the judgement has fresh figures even when the wait itself sends nothing.
-const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-
-fn reason_of(health: &Health) -> &str {
-    match health {
-        Health::Failed { reason, .. } => reason,
-        _ => "",
-    }
-}
-
-fn message_of(health: &Health) -> &str {
-    match health {
-        Health::Failed { message, .. } => message,
-        Health::Progressing { reason } => reason,
-        Health::Ready => "",
-    }
+    pub(super) next_sample: Option<Instant>,
 }
 
 impl<'a> Engine<'a> {
@@ -494,14 +101,14 @@ impl<'a> Engine<'a> {
                     let writer = Writer::<Deployment>::default();
                     objects.push(ObjectStore::Deployment(writer.as_reader()));
                     let api = Api::namespaced(client.clone(), &t.namespace);
-                    streams.push(watch_stream(id, api, config, writer, opts));
+                    streams.push(watch_stream(Stream::Object(id), api, config, writer, opts));
                 }
                 TargetKind::HelmRelease => {
                     let ar = helm_release_resource();
                     let writer = Writer::<DynamicObject>::new(ar.clone());
                     objects.push(ObjectStore::HelmRelease(writer.as_reader()));
                     let api = Api::namespaced_with(client.clone(), &t.namespace, &ar);
-                    streams.push(watch_stream(id, api, config, writer, opts));
+                    streams.push(watch_stream(Stream::Object(id), api, config, writer, opts));
                 }
             }
         }
@@ -515,13 +122,8 @@ impl<'a> Engine<'a> {
             pods.push((ns.to_owned(), writer.as_reader()));
             let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
             let api = Api::namespaced(client.clone(), ns);
-            streams.push(watch_stream(
-                targets.len() + pods.len() - 1,
-                api,
-                config,
-                writer,
-                opts,
-            ));
+            let id = Stream::Pods(pods.len() - 1);
+            streams.push(watch_stream(id, api, config, writer, opts));
         }
         let mut charts: Vec<(String, Store<DynamicObject>)> = Vec::new();
         for t in targets.iter().filter(|t| t.kind == TargetKind::HelmRelease) {
@@ -533,14 +135,14 @@ impl<'a> Engine<'a> {
             charts.push((t.namespace.clone(), writer.as_reader()));
             let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
             let api = Api::namespaced_with(client.clone(), &t.namespace, &ar);
-            let id = targets.len() + pods.len() + charts.len() - 1;
+            let id = Stream::Charts(charts.len() - 1);
             streams.push(watch_stream(id, api, config, writer, opts));
         }
         let engine = Engine {
             client: client.clone(),
             targets,
             opts,
-            synced: vec![false; streams.len()],
+            synced: HashSet::new(),
             objects,
             pods,
             charts,
@@ -560,7 +162,7 @@ impl<'a> Engine<'a> {
         (engine, select_all(streams))
     }
 
-    fn emit(&self, resource: String, state: EventState, message: String, now: Instant) {
+    pub(super) fn emit(&self, resource: String, state: EventState, message: String, now: Instant) {
         if let Some(sink) = &self.opts.on_event {
             sink(&HealthEvent {
                 resource,
@@ -586,12 +188,12 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn pod_store(&self, namespace: &str) -> Option<(usize, &Store<Pod>)> {
+    fn pod_store(&self, namespace: &str) -> Option<(Stream, &Store<Pod>)> {
         self.pods
             .iter()
             .enumerate()
             .find(|(_, (ns, _))| ns == namespace)
-            .map(|(j, (_, store))| (self.targets.len() + j, store))
+            .map(|(j, (_, store))| (Stream::Pods(j), store))
     }
 
     /// Starts the grace clock of each new pod symptom and forgets cleared ones.
@@ -627,7 +229,7 @@ impl<'a> Engine<'a> {
 
     fn judge(&self, i: usize, now: Instant) -> Judged {
         let target = &self.targets[i];
-        if !self.synced[i] {
+        if !self.synced.contains(&Stream::Object(i)) {
             return Judged {
                 health: Health::progressing("waiting for the apiserver's first answer"),
                 pods: Vec::new(),
@@ -665,7 +267,7 @@ impl<'a> Engine<'a> {
             };
         };
         let pods: Vec<Arc<Pod>> = match self.pod_store(ns) {
-            Some((id, store)) if self.synced[id] => store
+            Some((id, store)) if self.synced.contains(&id) => store
                 .state()
                 .into_iter()
                 .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
@@ -682,283 +284,6 @@ impl<'a> Engine<'a> {
         Judged {
             health: self.riding_out(judged.health, culprit.as_deref(), &target.resource()),
             pods: judged.examine.iter().map(|&k| pods[k].clone()).collect(),
-        }
-    }
-
-    /// A failure already judged transient stays progressing until it changes (a crash
-    /// loop's restart count grows, a HelmRelease's message changes).
-    fn riding_out(&self, health: Health, culprit: Option<&Pod>, resource: &str) -> Health {
-        let Health::Failed { message, .. } = &health else {
-            return health;
-        };
-        let crash = culprit.and_then(crash_key);
-        let ridden = match &crash {
-            Some((key, restarts, _)) => self.ridden.get(key).filter(|r| r.restarts == *restarts),
-            None => self.ridden.get(&format!("{resource}: {message}")),
-        };
-        match ridden {
-            Some(r) => Health::progressing(format!("riding out: {}", r.why)),
-            None => health,
-        }
-    }
-
-    /// Judges a failure by its cause (see [`judge_failure`]).
-    fn judge_cause(
-        &self,
-        i: usize,
-        judged: &Judged,
-        diagnosis: &Diagnosis,
-        condition: pressure::Condition,
-    ) -> (Verdict, Option<(String, i32)>) {
-        judge_failure(
-            &self.targets[i],
-            &judged.health,
-            judged.pods.first().map(|p| p.as_ref()),
-            diagnosis,
-            condition,
-        )
-    }
-
-    /// The first crash-looping container of a target not yet judged at its restart count:
-    /// a crash loop is judged by its cause as soon as it shows, not after a count.
-    fn unjudged_crash(&self, judged: &[Judged]) -> Option<(usize, Arc<Pod>)> {
-        judged.iter().enumerate().find_map(|(i, j)| {
-            if j.health.is_ready() {
-                return None;
-            }
-            j.pods.iter().find_map(|pod| {
-                let (key, restarts, _) = crash_key(pod)?;
-                let ridden = self
-                    .ridden
-                    .get(&key)
-                    .is_some_and(|r| r.restarts == restarts);
-                let counted = self.by_count.get(&key) == Some(&restarts);
-                (!ridden && !counted).then(|| (i, pod.clone()))
-            })
-        })
-    }
-
-    /// The subject of a diagnosis of one crash-looping pod of target `i`.
-    fn crash_subject(&self, i: usize, pod: &Arc<Pod>) -> (Health, Subject) {
-        let symptom = pod_symptom(pod);
-        let message = symptom.map(|s| s.message).unwrap_or_default();
-        let health = Health::failed("CrashLoopBackOff", message.clone());
-        let t = &self.targets[i];
-        let subject = Subject {
-            resource: t.resource(),
-            kind: t.kind.as_str(),
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
-            reason: "CrashLoopBackOff".to_owned(),
-            message,
-            pods: vec![pod.clone()],
-        };
-        (health, subject)
-    }
-
-    fn ride_out(
-        &mut self,
-        i: usize,
-        key: String,
-        restarts: i32,
-        why: String,
-        basis: Basis,
-        now: Instant,
-    ) {
-        self.remember(&key, &why);
-        self.ridden.insert(
-            key,
-            Ridden {
-                target: i,
-                restarts,
-                why: why.clone(),
-                basis,
-                announced: stage(&self.opts.pressure.view().condition(now.into_std())),
-            },
-        );
-        self.next_sample.get_or_insert(now);
-        self.emit(self.targets[i].resource(), EventState::RidingOut, why, now);
-    }
-
-    fn remember(&mut self, key: &str, why: &str) {
-        match self.ridden_out.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = why.to_owned(),
-            None => self.ridden_out.push((key.to_owned(), why.to_owned())),
-        }
-    }
-
-    /// Judges every ride-out again on the apiserver's current condition: the first that
-    /// now fails (a cache-sync crash while the apiserver has been fast for two cache-sync
-    /// windows) is returned with what the judgement says; one whose cause is unknown once
-    /// the apiserver is fast goes back to being judged by its count.
-    fn rejudge(&mut self, now: Instant) -> Option<(usize, Option<Arc<Pod>>, Option<String>)> {
-        if self.ridden.is_empty() {
-            return None;
-        }
-        let condition = self.opts.pressure.view().condition(now.into_std());
-        let mut updates = Vec::new();
-        let mut failed = None;
-        for (key, r) in &self.ridden {
-            match r.judge(condition) {
-                Verdict::RideOut { why } => updates.push((key.clone(), Some(why))),
-                Verdict::ByCount => updates.push((key.clone(), None)),
-                Verdict::Fail { judgement } => {
-                    let pod = match &r.basis {
-                        Basis::Crash { pod, .. } => Some(pod.clone()),
-                        Basis::Release { .. } => None,
-                    };
-                    failed = Some((r.target, pod, judgement));
-                    break;
-                }
-            }
-        }
-        let now_stage = stage(&condition);
-        for (key, why) in updates {
-            match why {
-                Some(why) => {
-                    self.remember(&key, &why);
-                    let Some(r) = self.ridden.get_mut(&key) else {
-                        continue;
-                    };
-                    r.why = why.clone();
-                    // A change of the apiserver's condition is worth a line; new figures
-                    // of the same condition are not.
-                    if r.announced != now_stage {
-                        r.announced = now_stage;
-                        let resource = self.targets[r.target].resource();
-                        self.emit(resource, EventState::RidingOut, why, now);
-                    }
-                }
-                None => {
-                    if let Some(r) = self.ridden.remove(&key) {
-                        self.by_count.insert(key, r.restarts);
-                    }
-                }
-            }
-        }
-        failed
-    }
-
-    /// Times the apiserver while something is ridden out (the answer is recorded by the
-    /// client itself), and, for `up` and `repair`, once the apiserver has calmed: replaces
-    /// a pod of the release that waits out a long back-off, and resets the failure
-    /// counters of a HelmRelease helm-controller gave up on while it was slow.
-    async fn sample(&mut self, now: Instant) {
-        self.next_sample = Some(now + SAMPLE_EVERY);
-        let client = self.client.clone();
-        tokio::spawn(
-            self.opts
-                .pressure
-                .clone()
-                .time_readyz(client, PROBE_TIMEOUT),
-        );
-        if !self.opts.cut_backoff {
-            return;
-        }
-        let condition = self.opts.pressure.view().condition(now.into_std());
-        let calm = matches!(condition, pressure::Condition::Fast { for_, slow_before: true, .. } if for_ >= ride::CALM);
-        if !calm {
-            return;
-        }
-        self.reset_stalled_releases(&condition).await;
-        let mut waiting = Vec::new();
-        for (_, store) in &self.pods {
-            for pod in store.state() {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                let Some((key, _, container)) = crash_key(&pod) else {
-                    continue;
-                };
-                if !self.ridden.contains_key(&key) || self.cut.contains(&uid) {
-                    continue;
-                }
-                let backoff = pod_symptom(&pod).and_then(|s| ride::stated_backoff(&s.message));
-                if backoff.is_some_and(|b| b >= ride::CUT_BACKOFF_FROM) {
-                    waiting.push((pod, uid, container, backoff.unwrap_or_default()));
-                }
-            }
-        }
-        for (pod, uid, container, backoff) in waiting {
-            self.cut.insert(uid.clone());
-            let ns = pod.metadata.namespace.clone().unwrap_or_default();
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let params = kube::api::DeleteParams {
-                preconditions: Some(kube::api::Preconditions {
-                    uid: Some(uid),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let result = Api::<Pod>::namespaced(self.client.clone(), &ns)
-                .delete(&name, &params)
-                .await;
-            let message = match result {
-                Ok(_) => format!(
-                    "deleted pod {ns}/{name} so its ReplicaSet starts {container} now instead of \
-                     after its {}s back-off: {}",
-                    backoff.as_secs(),
-                    condition.describe()
-                ),
-                Err(e) => format!(
-                    "could not delete pod {ns}/{name} to cut its back-off: {}",
-                    error_text(&e)
-                ),
-            };
-            self.emit(
-                format!("Pod {ns}/{name}"),
-                EventState::BackoffCut,
-                message,
-                Instant::now(),
-            );
-        }
-    }
-
-    /// helm-controller retries no more once it has given up (Stalled, retries exhausted):
-    /// a failure it gave up on because the apiserver was slow is ridden out, and once the
-    /// apiserver is calm its counters are reset as `flux reconcile helmrelease --reset`
-    /// does, at most once per cause, with the UID judged as precondition.
-    async fn reset_stalled_releases(&mut self, condition: &pressure::Condition) {
-        let mut due = Vec::new();
-        for (key, r) in &self.ridden {
-            if !matches!(r.basis, Basis::Release { .. }) || self.reset.contains(key) {
-                continue;
-            }
-            let ObjectStore::HelmRelease(store) = &self.objects[r.target] else {
-                continue;
-            };
-            if let Some(hr) = find(store, &self.targets[r.target].name) {
-                due.push((key.clone(), r.target, hr));
-            }
-        }
-        for (key, i, hr) in due {
-            self.reset.insert(key);
-            let target = &self.targets[i];
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                self.client.clone(),
-                &target.namespace,
-                &helm_release_resource(),
-            );
-            let token = k8s_openapi::jiff::Timestamp::now().to_string();
-            let patch = crate::repair::reset_patch(hr.metadata.uid.as_deref(), &token);
-            let result = api
-                .patch(
-                    &target.name,
-                    &crate::repair::write_params(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await;
-            let message = match result {
-                Ok(_) => format!(
-                    "reset the failure counters so helm-controller tries again: {}",
-                    condition.describe()
-                ),
-                Err(e) => format!("could not reset the failure counters: {}", error_text(&e)),
-            };
-            self.emit(
-                target.resource(),
-                EventState::ResetFailures,
-                message,
-                Instant::now(),
-            );
         }
     }
 
@@ -1002,183 +327,16 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The apiserver answered: ends an outage.
-    fn reached(&mut self, now: Instant, probe: &mut Option<Probe>) {
-        *probe = None;
-        if let Some(outage) = self.clock.reachable(now) {
-            self.emit(
-                "apiserver".to_owned(),
-                EventState::ApiserverReachable,
-                format!(
-                    "reachable again after {:.1}s; the health clock resumes",
-                    outage.as_secs_f64()
-                ),
-                now,
-            );
-        }
-    }
-
-    /// A transient failure: starts an outage (and a probe to notice its end).
-    fn unreachable(&mut self, error: String, now: Instant, probe: &mut Option<Probe>) {
-        let started = self.clock.unreachable(now);
-        if started {
-            self.emit(
-                "apiserver".to_owned(),
-                EventState::ApiserverUnreachable,
-                format!("{error}; the health clock is paused"),
-                now,
-            );
-        }
-        self.last_error = error;
-        if probe.is_none() {
-            // The first probe goes at once: most outages are one dropped watch.
-            let delay = if started {
-                Duration::ZERO
-            } else {
-                self.probe_delays.next().unwrap_or(self.opts.reconnect_max)
-            };
-            *probe = Some(reachability_probe(self.client.clone(), delay));
-        }
-    }
-
-    fn on_item(
-        &mut self,
-        (id, item): Item,
-        now: Instant,
-        probe: &mut Option<Probe>,
-    ) -> Result<(), HealthError> {
-        match item {
-            Ok(Tick::Init) => Ok(()),
-            Ok(Tick::Synced) => {
-                self.synced[id] = true;
-                self.reached(now, probe);
-                Ok(())
-            }
-            Ok(Tick::Changed) => {
-                self.reached(now, probe);
-                Ok(())
-            }
-            Err(e) => self.on_watch_error(id, e, now, probe),
-        }
-    }
-
-    fn stream_name(&self, id: usize) -> String {
-        let pods = id.saturating_sub(self.targets.len());
-        match self.targets.get(id) {
-            Some(t) => t.resource(),
-            None => match self.pods.get(pods) {
-                Some((ns, _)) => format!("Pods in {ns}"),
-                None => format!("HelmCharts in {}", self.charts[pods - self.pods.len()].0),
-            },
-        }
-    }
-
     /// The HelmChart named in the release's `status.helmChart` (`namespace/name`), once
     /// its namespace's watch has synced.
     fn chart_of(&self, hr: &DynamicObject) -> Option<Arc<DynamicObject>> {
         let (ns, name) = chart_ref(hr)?;
-        let first = self.targets.len() + self.pods.len();
         let (k, (_, store)) = self.charts.iter().enumerate().find(|(_, (n, _))| n == ns)?;
-        self.synced[first + k].then(|| find(store, name)).flatten()
+        self.synced
+            .contains(&Stream::Charts(k))
+            .then(|| find(store, name))
+            .flatten()
     }
-
-    fn on_watch_error(
-        &mut self,
-        id: usize,
-        e: watcher::Error,
-        now: Instant,
-        probe: &mut Option<Probe>,
-    ) -> Result<(), HealthError> {
-        let inner = match e {
-            watcher::Error::InitialListFailed(e)
-            | watcher::Error::WatchStartFailed(e)
-            | watcher::Error::WatchFailed(e) => e,
-            // 410 Gone: the watcher relists by itself; an ordinary event on a busy cluster.
-            watcher::Error::WatchError(status) if status.code == 410 => return Ok(()),
-            watcher::Error::WatchError(status) => kube::Error::Api(status),
-            watcher::Error::NoResourceVersion => return Ok(()),
-        };
-        match classify(&inner) {
-            Class::Transient { .. } => {
-                self.unreachable(error_text(&inner), now, probe);
-                Ok(())
-            }
-            Class::Permanent => {
-                let what = self.stream_name(id);
-                let message = error_text(&inner);
-                match &inner {
-                    kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
-                        Err(HealthError::Forbidden { what, message })
-                    }
-                    // A list or watch of a kind nobody serves: its CRD is not installed.
-                    kube::Error::Api(s) if s.code == 404 => {
-                        let crd = crd_of(&what);
-                        Err(HealthError::NotServed { what, crd })
-                    }
-                    _ => match crate::retry::untrusted_certificate(&inner) {
-                        Some(cause) => Err(HealthError::Tls { what, cause }),
-                        None => Err(HealthError::Api { what, message }),
-                    },
-                }
-            }
-        }
-    }
-
-    fn on_probe(
-        &mut self,
-        result: Result<(), kube::Error>,
-        now: Instant,
-        probe: &mut Option<Probe>,
-    ) {
-        *probe = None;
-        match result {
-            Err(e) if matches!(classify(&e), Class::Transient { .. }) => {
-                self.unreachable(error_text(&e), now, probe)
-            }
-            // Any other answer, even a refusal, came from a live apiserver.
-            _ => self.reached(now, probe),
-        }
-    }
-}
-
-/// The CRD behind a watched kind (`what` starts with the kind, or its plural), and who
-/// installs it.
-fn crd_of(what: &str) -> String {
-    let kind = what.split_whitespace().next().unwrap_or_default();
-    crate::apply::KNOWN_CRDS
-        .iter()
-        .find(|c| c.kind == kind || kind.strip_suffix('s') == Some(c.kind))
-        .map(|c| {
-            format!(
-                "its CRD {} is not installed; it comes from {}",
-                c.crd, c.installer
-            )
-        })
-        .unwrap_or_else(|| format!("no CRD serves {kind}"))
-}
-
-fn reachability_probe(client: Client, delay: Duration) -> Probe {
-    Box::pin(async move {
-        tokio::time::sleep(delay).await;
-        match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
-            Ok(result) => result.map(|_| ()),
-            Err(_) => Err(kube::Error::Service(
-                format!(
-                    "GET /version: no answer within {}s",
-                    PROBE_TIMEOUT.as_secs()
-                )
-                .into(),
-            )),
-        }
-    })
-}
-
-fn find<K>(store: &Store<K>, name: &str) -> Option<Arc<K>>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + Hash + Clone,
-{
-    store.find(|o| o.meta().name.as_deref() == Some(name))
 }
 
 fn symptom_key(pod: &Pod) -> Option<String> {
@@ -1268,15 +426,7 @@ where
             let Some((key, restarts)) = key else { continue };
             match verdict {
                 Verdict::RideOut { why } => {
-                    let basis = Basis::Crash {
-                        pod: pod.clone(),
-                        container: crash_key(&pod).map(|c| c.2).unwrap_or_default(),
-                        causes: diagnosis.causes.clone(),
-                        logs_read: matches!(
-                            diagnosis.logs,
-                            Some(super::diagnose::Logs::Previous { .. })
-                        ),
-                    };
+                    let basis = Basis::crash(&pod, &diagnosis);
                     engine.ride_out(i, key, restarts, why, basis, now)
                 }
                 Verdict::ByCount => {
@@ -1300,20 +450,7 @@ where
             let now = Instant::now();
             match engine.judge_cause(i, &judged[i], &diagnosis, condition) {
                 (Verdict::RideOut { why }, Some((key, restarts))) => {
-                    let basis = match (judged[i].pods.first(), reason_of(&judged[i].health)) {
-                        (Some(pod), "CrashLoopBackOff") => Basis::Crash {
-                            pod: pod.clone(),
-                            container: crash_key(pod).map(|c| c.2).unwrap_or_default(),
-                            causes: diagnosis.causes.clone(),
-                            logs_read: matches!(
-                                diagnosis.logs,
-                                Some(super::diagnose::Logs::Previous { .. })
-                            ),
-                        },
-                        _ => Basis::Release {
-                            message: message_of(&judged[i].health).to_owned(),
-                        },
-                    };
+                    let basis = Basis::of(&judged[i], &diagnosis);
                     engine.ride_out(i, key, restarts, why, basis, now);
                     continue;
                 }
@@ -1377,137 +514,6 @@ where
                 engine.sample(Instant::now()).await;
             }
             _ = tokio::time::sleep_until(wake) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_map_to_the_documented_exit_codes() {
-        let diagnosis = Diagnosis {
-            resource: String::new(),
-            reason: String::new(),
-            message: String::new(),
-            pods: vec![],
-            terminations: vec![],
-            events: vec![],
-            probe_failures: vec![],
-            logs: None,
-            causes: vec![],
-            judgement: None,
-            gaps: vec![],
-        };
-        let cases = [
-            (
-                HealthError::WorkloadFailed {
-                    diagnosis: Box::new(diagnosis),
-                },
-                4,
-            ),
-            (
-                HealthError::TimedOut {
-                    waited: Duration::ZERO,
-                    pending: vec![],
-                    diagnoses: vec![],
-                },
-                5,
-            ),
-            (
-                HealthError::ApiserverUnreachable {
-                    unreachable_for: Duration::ZERO,
-                    budget: Duration::ZERO,
-                    last_error: String::new(),
-                },
-                6,
-            ),
-            (
-                HealthError::Forbidden {
-                    what: String::new(),
-                    message: String::new(),
-                },
-                8,
-            ),
-            (
-                HealthError::Api {
-                    what: String::new(),
-                    message: String::new(),
-                },
-                1,
-            ),
-        ];
-        for (e, code) in cases {
-            assert_eq!(e.exit().code(), code, "{e:?}");
-        }
-    }
-
-    #[test]
-    fn timed_out_lists_what_is_pending() {
-        let e = HealthError::TimedOut {
-            waited: Duration::from_secs(300),
-            pending: vec![Pending {
-                resource: "HelmRelease flux-system/external-dns".into(),
-                reason: "no status yet: is Flux helm-controller running?".into(),
-            }],
-            diagnoses: vec![],
-        };
-        assert_eq!(
-            e.to_string(),
-            "timed out after 300s waiting for HelmRelease flux-system/external-dns (no status \
-             yet: is Flux helm-controller running?)"
-        );
-    }
-
-    #[test]
-    fn reconnect_backoff_grows_and_ignores_resets() {
-        let mut b = ReconnectBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first: Vec<Duration> = (0..6).map(|_| b.next().unwrap()).collect();
-        Backoff::reset(&mut b);
-        let later = b.next().unwrap();
-        assert!(first[0] <= Duration::from_millis(100), "{first:?}");
-        assert!(
-            first.iter().all(|d| *d >= Duration::from_millis(50)),
-            "{first:?}"
-        );
-        // Still backed off after the reset: past the cap's lower half.
-        assert!(later >= Duration::from_millis(500), "{later:?}");
-        assert!(later <= Duration::from_secs(1), "{later:?}");
-    }
-
-    #[test]
-    fn health_events_serialize_for_ndjson() {
-        let e = HealthEvent {
-            resource: "apiserver".into(),
-            state: EventState::ApiserverUnreachable,
-            message: "connection refused".into(),
-            elapsed: Duration::from_millis(1500),
-        };
-        assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"resource":"apiserver","state":"apiserver-unreachable","message":"connection refused","elapsed_s":1.5}"#
-        );
-        // The states README.md's output table names.
-        for (state, name) in [
-            (EventState::RidingOut, "riding-out"),
-            (EventState::BackoffCut, "backoff-cut"),
-            (EventState::ResetFailures, "reset-failures"),
-        ] {
-            assert_eq!(serde_json::to_value(state).unwrap(), name);
-        }
-        use EventState::*;
-        for state in [
-            Progressing,
-            Ready,
-            Failed,
-            ApiserverUnreachable,
-            ApiserverReachable,
-            RidingOut,
-            BackoffCut,
-            ResetFailures,
-        ] {
-            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
     }
 }
