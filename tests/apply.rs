@@ -534,7 +534,7 @@ async fn dry_run_writes_nothing_and_reports_what_would_change() {
 
     // Change the HelmRelease and drop the NetworkPolicy: the diff tells, and writes nothing.
     let changed = without(&kit_files(&ns, 2), &["30-networkpolicy.yaml"]);
-    let diff = apply::diff(&client, &parse(&changed), &opts)
+    let diff = apply::apply(&client, &parse(&changed), &opts.clone().with_dry_run(true))
         .await
         .expect("diff");
     assert!(diff.dry_run);

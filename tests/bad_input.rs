@@ -1060,7 +1060,7 @@ async fn a_missing_powerdns_key_is_refused_before_the_first_request() {
                 &format!("{command}, key file missing, json"),
                 &[],
                 3,
-                &["error: PowerDNS API key: cannot read /nonexistent/pdns-api-key"],
+                &["PowerDNS API key: cannot read /nonexistent/pdns-api-key"],
             )
         });
     }

@@ -12,165 +12,22 @@
 //! safe to repeat.
 
 use std::cell::Cell;
-use std::error::Error as StdError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use kube::client::{ClientBuilder, DynBody};
-use thiserror::Error;
 
-use crate::exit::Exit;
 use crate::health::pressure::Pressure;
 
-/// How long one request may take to connect, and then to answer. kube has no read timeout by
-/// default, so a frozen apiserver would hang a request forever; the apiserver's own request
-/// timeout is 60 s, and a healthy one answers our small requests in well under a second.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+mod classify;
+mod client;
 
-/// Tunes a kube [`kube::Config`] for [`with_retry`]: per-request timeouts, and kube's own retry
-/// layer off, so that one policy (this one) decides, and [`Stats`] counts every request.
-///
-/// Watches through a client built from this config must ask the server to end them within
-/// [`READ_TIMEOUT`] (e.g. `watcher::Config::default().timeout(25)`), or they are cut off as idle.
-pub fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
-    cfg.connect_timeout = Some(CONNECT_TIMEOUT);
-    cfg.read_timeout = Some(READ_TIMEOUT);
-    cfg.write_timeout = Some(READ_TIMEOUT);
-    // Count the read timeout from when the request was sent, not from when its pooled
-    // connection went idle (kube's documentation of `read_timeout` recommends this).
-    cfg.reset_reader_on_write = true;
-    cfg.default_retry = false;
-    cfg
-}
-
-/// A client built from [`client_config_tuned`] that also surfaces the Retry-After header.
-///
-/// kube turns a 429 into an [`kube::Error::Api`] built from the body and drops the headers,
-/// and the apiserver's throttling filters (max-in-flight, priority and fairness) answer in plain
-/// text with only the header. A small layer turns such answers into a [`Throttled`] error that
-/// [`classify`] reads.
-///
-/// Every request the client sends is counted in [`requests_sent`]: watches, their relists
-/// and reachability probes too, which do not go through [`with_retry`].
-///
-/// Every request is also timed into `pressure` (see [`crate::health::pressure`]): give it
-/// the run's [`RetryPolicy::pressure`], so the judgement sees what this client saw.
-pub fn client(cfg: kube::Config, pressure: &Pressure) -> Result<kube::Client, kube::Error> {
-    let builder = ClientBuilder::try_from(client_config_tuned(cfg))?;
-    Ok(builder
-        .with_layer(&tower::util::MapResultLayer::new(
-            surface_retry_after::<Box<DynBody>>,
-        ))
-        .with_layer(&tower::util::MapRequestLayer::new(
-            |request: http::Request<kube::client::Body>| {
-                REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
-                request
-            },
-        ))
-        .with_layer(&tower::layer::layer_fn(|inner| Timed {
-            inner,
-            pressure: pressure.clone(),
-        }))
-        .build())
-}
-
-/// Records how long each request took to be answered (its response headers, for a watch)
-/// in [`crate::health::pressure`], and how it ended.
-#[derive(Clone)]
-struct Timed<S> {
-    inner: S,
-    pressure: Pressure,
-}
-
-impl<S, B> tower::Service<http::Request<kube::client::Body>> for Timed<S>
-where
-    S: tower::Service<
-            http::Request<kube::client::Body>,
-            Response = http::Response<B>,
-            Error = tower::BoxError,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
-        use crate::health::pressure::{Outcome, READYZ};
-        let started = Instant::now();
-        // The timed `/readyz` reads record themselves.
-        let timed = request.uri().path() != READYZ;
-        let answer = self.inner.call(request);
-        let pressure = self.pressure.clone();
-        Box::pin(async move {
-            let result = answer.await;
-            if !timed {
-                return result;
-            }
-            let outcome = match &result {
-                Ok(r) if r.status() == http::StatusCode::TOO_MANY_REQUESTS => Outcome::Throttled,
-                Ok(_) => Outcome::Answered,
-                Err(e) if e.downcast_ref::<Throttled>().is_some() => Outcome::Throttled,
-                Err(_) => Outcome::Failed,
-            };
-            pressure.record(started, outcome);
-            result
-        })
-    }
-}
-
-/// Requests sent by clients from [`client`] in this process (the command's one client).
-static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);
-
-/// Every request sent to the apiserver so far by clients from [`client`], whatever sent it:
-/// [`Stats`] counts only [`with_retry`]'s attempts.
-pub fn requests_sent() -> u64 {
-    REQUESTS_SENT.load(Ordering::Relaxed)
-}
-
-fn surface_retry_after<B>(
-    result: Result<http::Response<B>, tower::BoxError>,
-) -> Result<http::Response<B>, tower::BoxError> {
-    let response = result?;
-    let status = response.status().as_u16();
-    if !matches!(status, 429 | 503) {
-        return Ok(response);
-    }
-    let header = response.headers().get(http::header::RETRY_AFTER);
-    match header
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_retry_after)
-    {
-        Some(retry_after) => Err(Box::new(Throttled {
-            status,
-            retry_after,
-        })),
-        None => Ok(response),
-    }
-}
-
-/// Retry-After in delta-seconds, the form the apiserver sends (it never sends an HTTP date).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// A 429 or 503 answer that carried a Retry-After header.
-#[derive(Debug, Error)]
-#[error("HTTP {status} from the apiserver, retry after {}s", retry_after.as_secs())]
-pub struct Throttled {
-    pub status: u16,
-    pub retry_after: Duration,
-}
+use classify::permanent;
+pub use classify::{Class, RetryError, classify, untrusted_certificate};
+pub use client::{
+    CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, client, client_config_tuned, requests_sent,
+};
 
 /// Request counters, shared by every clone of a [`RetryPolicy`].
 #[derive(Debug, Default)]
@@ -284,256 +141,6 @@ impl RetryPolicy {
     }
 }
 
-/// A call that failed for good. `what` names the call, e.g. `apply HelmRelease flux-system/x`.
-#[derive(Debug, Error)]
-pub enum RetryError {
-    #[error(
-        "{what}: the apiserver stayed unreachable, throttling or failing for {}s ({attempts} attempts); last error: {last}",
-        elapsed.as_secs()
-    )]
-    Unreachable {
-        what: String,
-        elapsed: Duration,
-        attempts: u32,
-        last: String,
-    },
-    #[error("{what}: forbidden: cannot {verb} {resource}: {message}")]
-    Forbidden {
-        what: String,
-        verb: String,
-        resource: String,
-        message: String,
-    },
-    #[error("{what}: unauthorized (HTTP 401): {message}")]
-    Unauthorized { what: String, message: String },
-    /// 400 or 422: the request (in practice, a manifest) was rejected.
-    #[error("{what}: rejected as invalid: {message}")]
-    Invalid { what: String, message: String },
-    #[error("{what}: not found: {message}")]
-    NotFound { what: String, message: String },
-    #[error("{what}: conflict: {message}")]
-    Conflict { what: String, message: String },
-    /// Discovery found no such kind or group.
-    #[error("{what}: not served by the apiserver: {message}")]
-    NotServed { what: String, message: String },
-    #[error("{what}: HTTP {code}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        message: String,
-    },
-    /// The server's certificate was refused: TLS verification is on, and the kubeconfig's
-    /// certificate authority does not vouch for it.
-    #[error(
-        "{what}: TLS verification failed: the apiserver's certificate is not trusted ({cause}); \
-         check the certificate-authority of the kubeconfig's cluster, or pass \
-         --insecure-skip-tls-verify to skip verification (unsafe)"
-    )]
-    Tls { what: String, cause: String },
-    /// A failure on our side that retrying cannot fix: TLS setup, credentials plugin,
-    /// an undecodable answer.
-    #[error("{what}: {message}")]
-    Client { what: String, message: String },
-}
-
-impl RetryError {
-    /// Unreachable → 6; Forbidden and Unauthorized → 8; Invalid (the apiserver rejected what
-    /// we sent, i.e. the manifest) → 3; an untrusted certificate → 9; anything else is
-    /// unexpected → 1.
-    pub fn exit(&self) -> Exit {
-        match self {
-            RetryError::Unreachable { .. } => Exit::ApiserverUnreachable,
-            RetryError::Forbidden { .. } | RetryError::Unauthorized { .. } => {
-                Exit::PermissionDenied
-            }
-            RetryError::Invalid { .. } => Exit::BadInput,
-            RetryError::Tls { .. } => Exit::TlsUntrusted,
-            RetryError::NotFound { .. }
-            | RetryError::Conflict { .. }
-            | RetryError::NotServed { .. }
-            | RetryError::Api { .. }
-            | RetryError::Client { .. } => Exit::Internal,
-        }
-    }
-}
-
-/// Whether time can fix an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Retry, after at least `retry_after` when the server said so.
-    Transient {
-        retry_after: Option<Duration>,
-    },
-    Permanent,
-}
-
-const TRANSIENT: Class = Class::Transient { retry_after: None };
-
-/// Sorts an error into transient or permanent. Pure, so it is unit-tested on built errors.
-pub fn classify(err: &kube::Error) -> Class {
-    use kube::Error as E;
-    match err {
-        E::Api(status) => classify_status(status),
-        E::Service(inner) => classify_transport(inner.as_ref()),
-        E::HyperError(inner) => classify_transport(inner),
-        E::ReadEvents(_) => TRANSIENT,
-        _ => Class::Permanent,
-    }
-}
-
-fn classify_status(status: &kube::core::Status) -> Class {
-    // An etcd hiccup can surface under several codes; the text is what identifies it.
-    let etcd_hiccup = [
-        "etcdserver: leader changed",
-        "etcdserver: request timed out",
-    ]
-    .iter()
-    .any(|m| status.message.contains(m));
-    let retry_after = status
-        .details
-        .as_ref()
-        .map(|d| d.retry_after_seconds)
-        .filter(|s| *s > 0)
-        .map(|s| Duration::from_secs(s.into()));
-    match status.code {
-        408 | 429 | 500 | 502 | 503 | 504 => Class::Transient { retry_after },
-        _ if etcd_hiccup => Class::Transient { retry_after },
-        _ => Class::Permanent,
-    }
-}
-
-/// Transport failures (refused, reset, timed out, TLS handshake cut short) are transient,
-/// except certificate problems, which the next attempt would meet again.
-fn classify_transport(err: &(dyn StdError + 'static)) -> Class {
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<Throttled>() {
-            return Class::Transient {
-                retry_after: Some(t.retry_after),
-            };
-        }
-        next = e.source();
-    }
-    if certificate_error(err).is_some() {
-        return Class::Permanent;
-    }
-    TRANSIENT
-}
-
-/// The rustls certificate error somewhere in an error's chain.
-fn certificate_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(tls) = e
-            .downcast_ref::<rustls::Error>()
-            .filter(|t| is_certificate_error(t))
-        {
-            return Some(tls);
-        }
-        // io::Error::source() skips its payload, which hyper-rustls nests two deep
-        // (an io::Error in an io::Error); look at the payload itself.
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = certificate_error(inner)
-        {
-            return Some(tls);
-        }
-        next = e.source();
-    }
-    None
-}
-
-/// Why the server's certificate was refused, when that is what failed the request.
-pub fn untrusted_certificate(err: &kube::Error) -> Option<String> {
-    let tls = match err {
-        kube::Error::Service(inner) => certificate_error(inner.as_ref()),
-        kube::Error::HyperError(inner) => certificate_error(inner),
-        _ => None,
-    }?;
-    Some(tls.to_string())
-}
-
-fn is_certificate_error(e: &rustls::Error) -> bool {
-    matches!(
-        e,
-        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-    )
-}
-
-/// The permanent error for a final failure.
-fn permanent(what: &str, err: &kube::Error) -> RetryError {
-    let what = what.to_owned();
-    let status = match err {
-        kube::Error::Api(status) => status,
-        kube::Error::Discovery(e) => {
-            return RetryError::NotServed {
-                what,
-                message: e.to_string(),
-            };
-        }
-        other => {
-            if let Some(cause) = untrusted_certificate(other) {
-                return RetryError::Tls { what, cause };
-            }
-            return RetryError::Client {
-                what,
-                message: other.to_string(),
-            };
-        }
-    };
-    let message = status.message.clone();
-    match status.code {
-        401 => RetryError::Unauthorized { what, message },
-        403 => {
-            let (verb, resource) = forbidden_parts(status);
-            RetryError::Forbidden {
-                what,
-                verb,
-                resource,
-                message,
-            }
-        }
-        400 | 422 => RetryError::Invalid { what, message },
-        404 => RetryError::NotFound { what, message },
-        409 => RetryError::Conflict { what, message },
-        code => RetryError::Api {
-            what,
-            code,
-            message,
-        },
-    }
-}
-
-/// Verb and resource of a 403. The RBAC authorizer words its refusals as
-/// `User "u" cannot <verb> resource "<resource>" in API group "<group>" ...`;
-/// other authorizers may not, so fall back to the details the Status carries.
-fn forbidden_parts(status: &kube::core::Status) -> (String, String) {
-    let msg = &status.message;
-    let verb = msg
-        .split_once(" cannot ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or("")
-        .to_owned();
-    let quoted_after = |marker: &str| {
-        msg.split_once(marker)
-            .and_then(|(_, rest)| rest.split('"').nth(1))
-            .map(str::to_owned)
-    };
-    let resource = match (quoted_after(" resource "), quoted_after(" in API group ")) {
-        (Some(r), Some(g)) if !g.is_empty() => format!("{r}.{g}"),
-        (Some(r), _) => r,
-        _ => status
-            .details
-            .as_ref()
-            .map(|d| match d.group.as_str() {
-                "" => d.kind.clone(),
-                g => format!("{}.{g}", d.kind),
-            })
-            .unwrap_or_default(),
-    };
-    (verb, resource)
-}
-
 /// Full jitter (a uniform draw below the exponential delay) spreads the retries of many
 /// clients best; the floor keeps a retry from hammering at once. `unit` is a draw in [0, 1).
 fn full_jitter(backoff: Duration, floor: Duration, unit: f64) -> Duration {
@@ -622,7 +229,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::classify::TRANSIENT;
     use super::*;
+    use crate::exit::Exit;
     use kube::core::{Status, response::StatusDetails};
 
     fn api(code: u16, reason: &str, message: &str) -> kube::Error {
@@ -735,26 +344,6 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
-        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-    }
-
-    #[test]
-    fn surfaced_header_turns_a_throttled_answer_into_an_error() {
-        let answer = |status: u16, retry_after: Option<&str>| {
-            let mut b = http::Response::builder().status(status);
-            if let Some(v) = retry_after {
-                b = b.header("Retry-After", v);
-            }
-            surface_retry_after(Ok(b.body(()).unwrap()))
-        };
-        let err = answer(429, Some("4")).unwrap_err();
-        let throttled = err.downcast_ref::<Throttled>().expect("a Throttled error");
-        assert_eq!(throttled.retry_after, Duration::from_secs(4));
-        assert!(answer(503, Some("1")).is_err());
-        assert_eq!(answer(429, None).unwrap().status(), 429);
-        assert_eq!(answer(500, Some("1")).unwrap().status(), 500);
-        assert_eq!(answer(200, Some("1")).unwrap().status(), 200);
     }
 
     #[test]
