@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::formats::{self, Release, SemVer, UrlProblem};
+use super::checker::Checker;
+use super::formats::{self, Release, SemVer};
 use super::{
     API_VERSION, Aws, AwsCredentialsRef, Azure, Cloudflare, Dns, ExternalDns, Google, Hetzner,
-    Image, KIND, Pdns, Probe, ProviderKind, ResourceList, SecretKeyRef, Sovereign, Verify, Webhook,
+    KIND, Pdns, Probe, ProviderKind, ResourceList, Sovereign, Verify, Webhook,
 };
 use crate::apply::{MANAGED_BY_LABEL, SOVEREIGN_LABEL};
 use crate::external_dns::{
@@ -523,145 +524,5 @@ fn verify(c: &mut Checker, v: &Verify, zones: &[&str]) {
             &v.metrics_url,
             &["http", "https"],
         );
-    }
-}
-
-#[derive(Default)]
-struct Checker {
-    report: Report,
-}
-
-impl Checker {
-    fn error(&mut self, path: &str, problem: String, expected: impl Into<String>) {
-        self.report.errors.push(Issue {
-            path: path.to_owned(),
-            problem,
-            expected: Some(expected.into()),
-        });
-    }
-
-    fn warn(&mut self, path: &str, problem: String, expected: impl Into<String>) {
-        self.report.warnings.push(Issue {
-            path: path.to_owned(),
-            problem,
-            expected: Some(expected.into()),
-        });
-    }
-
-    fn label(&mut self, path: &str, value: &str, max: usize) {
-        if !formats::is_rfc1123_label(value) || value.len() > max {
-            self.error(
-                path,
-                format!("`{value}` is not a valid name"),
-                format!(
-                    "an RFC 1123 label: lowercase letters, digits and `-`, starting and ending \
-                     with a letter or digit, at most {max} characters"
-                ),
-            );
-        }
-    }
-
-    fn domain(&mut self, path: &str, value: &str) -> bool {
-        let ok = formats::is_domain(value);
-        if !ok {
-            self.error(
-                path,
-                format!("`{value}` is not a domain name"),
-                "a lowercase DNS name with at least two labels and no trailing dot, e.g. \
-                 `example.openova.io`",
-            );
-        }
-        ok
-    }
-
-    fn duration(&mut self, path: &str, value: &str) {
-        if formats::parse_go_duration(value).is_none_or(|d| d.is_zero()) {
-            self.error(
-                path,
-                format!("`{value}` is not a positive duration"),
-                "a Go duration such as `30s`, `1m` or `1h30m`",
-            );
-        }
-    }
-
-    fn url(&mut self, path: &str, value: &str, schemes: &[&str]) {
-        let expected = || {
-            let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
-            format!("a URL starting with {}", schemes.join(" or "))
-        };
-        match formats::parse_url(value, schemes) {
-            Ok(_) => {}
-            Err(UrlProblem::Credentials) => self.error(
-                path,
-                "the URL carries credentials; credentials must be given as a \
-                 `...SecretRef`, never in the spec"
-                    .to_owned(),
-                "a URL without user info",
-            ),
-            Err(UrlProblem::Scheme) => self.error(
-                path,
-                format!("`{value}` has an unsupported scheme"),
-                expected(),
-            ),
-            Err(UrlProblem::Malformed) => {
-                self.error(path, format!("`{value}` is not a URL"), expected())
-            }
-        }
-    }
-
-    fn server_id(&mut self, path: &str, value: &str) {
-        let ok = !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok {
-            self.error(
-                path,
-                format!("`{value}` is not a PowerDNS server id"),
-                "letters, digits, `-`, `_` or `.`; usually `localhost`",
-            );
-        }
-    }
-
-    fn image(&mut self, path: &str, image: &Image) {
-        if !formats::is_image_repository(&image.repository) {
-            self.error(
-                &format!("{path}.repository"),
-                format!("`{}` is not an image repository", image.repository),
-                "a repository such as `ghcr.io/org/image`",
-            );
-        }
-        if !formats::is_image_tag(&image.tag) {
-            self.error(
-                &format!("{path}.tag"),
-                format!("`{}` is not an image tag", image.tag),
-                "a tag such as `v1.2.3`",
-            );
-        }
-    }
-
-    fn secret_ref(&mut self, path: &str, r: &SecretKeyRef) {
-        self.secret_name(&format!("{path}.name"), &r.name);
-        self.secret_key(&format!("{path}.key"), &r.key);
-    }
-
-    fn secret_name(&mut self, path: &str, name: &str) {
-        if !formats::is_rfc1123_subdomain(name) {
-            self.error(
-                path,
-                format!("`{name}` is not a Secret name"),
-                "an RFC 1123 subdomain: lowercase letters, digits, `-` and `.`",
-            );
-        }
-    }
-
-    fn secret_key(&mut self, path: &str, key: &str) {
-        if !formats::is_secret_key(key) {
-            self.error(
-                path,
-                format!("`{key}` is not a Secret key"),
-                "letters, digits, `-`, `_` or `.`",
-            );
-        }
     }
 }
