@@ -117,16 +117,12 @@ fn print_report(report: &ApplyReport, show_changes: bool) {
     }
 }
 
-fn outcome_word(dry_run: bool, outcome: Applied) -> &'static str {
-    match (dry_run, outcome) {
-        (true, Applied::Created) => "would create",
-        (true, Applied::Configured) => "would change",
-        (_, Applied::Created) => "created",
-        (_, Applied::Configured) => "configured",
-        (_, Applied::Unchanged) => "unchanged",
-        (_, Applied::Pruned) => "pruned",
-        (_, Applied::WouldPrune) => "would prune",
-        (_, Applied::Orphaned) => "orphaned (not in the kit; kept)",
+/// What happened to an object, as people read it: the event state in words, and an
+/// orphan's being kept said outright.
+fn outcome_word(dry_run: bool, outcome: Applied) -> String {
+    match outcome {
+        Applied::Orphaned => "orphaned (not in the kit; kept)".to_owned(),
+        _ => outcome_state(dry_run, outcome).replace('-', " "),
     }
 }
 

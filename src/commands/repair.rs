@@ -21,23 +21,10 @@ pub async fn run(args: &WaitArgs, reporter: Arc<Reporter>) -> Result<Outcome, Co
         || jiff::Timestamp::now().to_string(),
     )
     .await?;
-    for action in &repaired.actions {
-        session.reporter.event(
-            Phase::Repair,
-            Some(&action.resource),
-            action.action.as_str(),
-            &action.reason,
-            None,
-        );
-    }
-    for skipped in &repaired.skipped {
-        session.reporter.event(
-            Phase::Repair,
-            Some(&skipped.resource),
-            "left-alone",
-            &skipped.reason,
-            None,
-        );
+    let done = (repaired.actions.iter()).map(|a| (&a.resource, a.action.as_str(), &a.reason));
+    let left_alone = (repaired.skipped.iter()).map(|s| (&s.resource, "left-alone", &s.reason));
+    for (resource, state, reason) in done.chain(left_alone) {
+        (session.reporter).event(Phase::Repair, Some(resource), state, reason, None);
     }
     if repaired.nothing_done() && repaired.skipped.is_empty() {
         session.say(

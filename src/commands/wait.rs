@@ -76,10 +76,14 @@ pub async fn wait_and_prove(
         .with_retry_policy(&session.retry)
         .with_backoff_cut(backoff == Backoff::Cut)
         .on_event(move |event| {
+            let state = serde_json::to_value(event.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             sink.event(
                 Phase::Wait,
                 Some(&event.resource),
-                event.state.as_str(),
+                &state,
                 &event.message,
                 None,
             );

@@ -131,22 +131,6 @@ pub enum EventState {
     ResetFailures,
 }
 
-impl EventState {
-    /// The event's `state` (README: events), as it serializes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventState::Progressing => "progressing",
-            EventState::Ready => "ready",
-            EventState::Failed => "failed",
-            EventState::ApiserverUnreachable => "apiserver-unreachable",
-            EventState::ApiserverReachable => "apiserver-reachable",
-            EventState::RidingOut => "riding-out",
-            EventState::BackoffCut => "backoff-cut",
-            EventState::ResetFailures => "reset-failures",
-        }
-    }
-}
-
 /// A successful wait.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -331,19 +315,6 @@ mod tests {
             (EventState::ResetFailures, "reset-failures"),
         ] {
             assert_eq!(serde_json::to_value(state).unwrap(), name);
-        }
-        use EventState::*;
-        for state in [
-            Progressing,
-            Ready,
-            Failed,
-            ApiserverUnreachable,
-            ApiserverReachable,
-            RidingOut,
-            BackoffCut,
-            ResetFailures,
-        ] {
-            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
     }
 }
