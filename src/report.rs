@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+use crate::retry::RetryPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -69,14 +71,33 @@ pub struct Event {
     /// Only on the result event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u8>,
+    /// Only on the result event of a run that reached the cluster.
+    #[serde(flatten)]
+    pub counters: Option<Counters>,
     /// Seconds since the run started.
     pub elapsed_s: f64,
+}
+
+/// The figures a run's result event carries, so that automation need not read them from
+/// its summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Every request sent to the apiserver: calls, their retries, watches and probes.
+    pub requests: u64,
+    /// Calls repeated after a transient failure.
+    pub retries: u64,
+    /// DNS records proven in PowerDNS, once the DNS proof ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_verified: Option<usize>,
 }
 
 pub struct Reporter {
     format: Format,
     started: Instant,
     live: Option<Live>,
+    /// The run's retry policy, once it talks to the cluster: its counters.
+    policy: OnceLock<RetryPolicy>,
+    records_verified: OnceLock<usize>,
 }
 
 /// The terminal display: a line per resource, redrawn in place.
@@ -96,7 +117,29 @@ impl Reporter {
             format,
             started: Instant::now(),
             live,
+            policy: OnceLock::new(),
+            records_verified: OnceLock::new(),
         }
+    }
+
+    /// Counts the run's requests and the retries of `policy` from now on.
+    pub fn count(&self, policy: &RetryPolicy) {
+        let _ = self.policy.set(policy.clone());
+    }
+
+    /// The DNS proof ended with `n` records verified.
+    pub fn records_verified(&self, n: usize) {
+        let _ = self.records_verified.set(n);
+    }
+
+    /// The run's figures so far; none before it talked to the cluster.
+    pub fn counters(&self) -> Option<Counters> {
+        let policy = self.policy.get()?;
+        Some(Counters {
+            requests: crate::retry::requests_sent(),
+            retries: policy.stats().snapshot().retries,
+            records_verified: self.records_verified.get().copied(),
+        })
     }
 
     pub fn format(&self) -> Format {
@@ -123,6 +166,7 @@ impl Reporter {
             message: message.to_owned(),
             attempt,
             exit_code: None,
+            counters: None,
             elapsed_s: self.elapsed().as_secs_f64(),
         });
     }
@@ -148,6 +192,7 @@ impl Reporter {
                 message: message.to_owned(),
                 attempt: None,
                 exit_code: Some(exit_code),
+                counters: self.counters(),
                 elapsed_s: self.elapsed().as_secs_f64(),
             });
         }
@@ -223,6 +268,7 @@ mod tests {
             message: "connection refused".into(),
             attempt: Some(2),
             exit_code: None,
+            counters: None,
             elapsed_s: 1.25,
         }
     }
@@ -241,8 +287,34 @@ mod tests {
         let mut whole_run = event();
         whole_run.resource = None;
         whole_run.attempt = None;
-        let json = serde_json::to_value(whole_run).unwrap();
+        let json = serde_json::to_value(&whole_run).unwrap();
         assert!(json.get("resource").is_none() && json.get("attempt").is_none());
+        assert!(json.get("requests").is_none(), "{json}");
+    }
+
+    #[test]
+    fn the_result_event_carries_the_runs_counters() {
+        let reporter = Reporter::new(Format::Json);
+        assert_eq!(reporter.counters(), None, "no figures before the cluster");
+        reporter.count(&RetryPolicy::default());
+        reporter.records_verified(2);
+        let counters = reporter.counters().unwrap();
+        assert_eq!((counters.retries, counters.records_verified), (0, Some(2)));
+        let mut result = event();
+        result.phase = Phase::Result;
+        result.exit_code = Some(0);
+        result.counters = Some(Counters {
+            requests: 12,
+            retries: 1,
+            records_verified: None,
+        });
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            (json["requests"].as_u64(), json["retries"].as_u64()),
+            (Some(12), Some(1))
+        );
+        assert!(json.get("records_verified").is_none(), "{json}");
+        assert!(json.get("counters").is_none(), "flattened: {json}");
     }
 
     #[test]

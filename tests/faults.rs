@@ -294,14 +294,21 @@ impl Run {
         );
     }
 
-    /// (requests, retries) from the result event's summary.
+    /// (requests, retries) from the result event's counters, which its summary states too.
     fn counted(&self) -> (u64, u64) {
-        let message = self.result()["message"].as_str().unwrap().to_owned();
-        let re = regex::Regex::new(r"(\d+) apiserver requests, (\d+) retries").unwrap();
-        let c = re
-            .captures(&message)
-            .unwrap_or_else(|| panic!("the result counts requests and retries: {message}"));
-        (c[1].parse().unwrap(), c[2].parse().unwrap())
+        let result = self.result();
+        let field = |name: &str| {
+            result[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("the result event counts {name}: {result}"))
+        };
+        let (requests, retries) = (field("requests"), field("retries"));
+        let message = result["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{requests} apiserver requests, {retries} retries")),
+            "the summary says the same: {message}"
+        );
+        (requests, retries)
     }
 
     fn elapsed_s(&self) -> f64 {

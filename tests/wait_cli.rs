@@ -153,6 +153,9 @@ fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
                     "message",
                     "attempt",
                     "exit_code",
+                    "requests",
+                    "retries",
+                    "records_verified",
                     "elapsed_s"
                 ]
                 .contains(&key.as_str()),
@@ -225,12 +228,17 @@ async fn json_output_is_a_stream_of_documented_events_ending_in_the_result() {
         (last["state"].as_str(), last["exit_code"].as_u64()),
         (Some("succeeded"), Some(0))
     );
+    let message = last["message"].as_str().unwrap();
+    // The figures are fields of the result, as its summary states them.
+    let requests = last["requests"].as_u64().expect("requests counted");
+    let retries = last["retries"].as_u64().expect("retries counted");
+    assert!(requests > 0, "{last}");
     assert!(
-        last["message"]
-            .as_str()
-            .unwrap()
-            .contains("apiserver requests")
+        message.contains(&format!("{requests} apiserver requests, {retries} retries")),
+        "{last}"
     );
+    // No record is expected of this kit: the proof ended with none verified.
+    assert_eq!(last["records_verified"], 0, "{last}");
     let _ = Api::<Namespace>::all(client)
         .delete(&name, &DeleteParams::default())
         .await;
@@ -269,7 +277,16 @@ async fn json_output_counts_retries_against_an_unreachable_apiserver() {
         retries.windows(2).all(|w| w[1] > w[0]),
         "attempts count up: {retries:?}"
     );
-    assert_eq!(events.last().unwrap()["exit_code"], 6);
+    let last = events.last().unwrap();
+    assert_eq!(last["exit_code"], 6);
+    // A failed run counts too: every attempt was a request, each repeat a retry.
+    assert!(
+        last["retries"]
+            .as_u64()
+            .is_some_and(|r| r >= retries.len() as u64),
+        "{last}"
+    );
+    assert!(last.get("records_verified").is_none(), "{last}");
 }
 
 #[tokio::test]

@@ -193,6 +193,7 @@ impl Session {
         reporter: Arc<Reporter>,
     ) -> Result<Session, CommandError> {
         let retry = retry_policy(run.unreachable_timeout, &reporter);
+        reporter.count(&retry);
         let client = connect::client(&run.cluster(), retry.pressure()).await?;
         if run.insecure_skip_tls_verify {
             eprintln!("warning: {}", connect::INSECURE_WARNING);
@@ -227,14 +228,14 @@ impl Session {
         }
     }
 
-    /// The closing figures of a run: all requests, watches and probes included, not only
-    /// the retried calls' attempts.
+    /// The closing figures of a run, as the result event carries them too.
     pub fn requests(&self) -> String {
+        let counters = self.reporter.counters().unwrap_or_default();
         format!(
             "done in {:.1}s: {} apiserver requests, {} retries",
             self.reporter.elapsed().as_secs_f64(),
-            crate::retry::requests_sent(),
-            self.retry.stats().snapshot().retries
+            counters.requests,
+            counters.retries
         )
     }
 }

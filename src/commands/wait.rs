@@ -147,6 +147,7 @@ async fn prove_dns(
         options,
     )
     .await?;
+    session.reporter.records_verified(report.records.len());
     if session.text() {
         for record in &report.records {
             println!(
