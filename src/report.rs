@@ -171,6 +171,39 @@ impl Reporter {
         });
     }
 
+    /// A step's summary: a line on stderr for people, an `info` event for automation.
+    pub fn say(&self, phase: Phase, message: &str) {
+        match self.format {
+            Format::Text => eprintln!("{message}"),
+            Format::Json => self.event(phase, None, "info", message, None),
+        }
+    }
+
+    /// A warning: on stderr always, and as a `warning` event for automation.
+    pub fn warn(&self, phase: Phase, message: &str) {
+        eprintln!("warning: {message}");
+        if self.format == Format::Json {
+            self.event(phase, None, "warning", message, None);
+        }
+    }
+
+    /// A result line for people on stdout, `word` in a column of its own (text only: in
+    /// JSON the events already carry the same facts).
+    pub fn line(&self, word: &str, subject: &str) {
+        if self.format == Format::Text {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{word:<13} {subject}");
+        }
+    }
+
+    /// One resource's answer: a result line in text, an event in JSON.
+    pub fn answer(&self, phase: Phase, resource: &str, state: &str, message: &str) {
+        match self.format {
+            Format::Text => self.line(state, &format!("{resource}: {message}")),
+            Format::Json => self.event(phase, Some(resource), state, message, None),
+        }
+    }
+
     /// The run's last event. In text mode the caller prints errors itself.
     pub fn result(&self, exit_code: u8, message: &str) {
         let state = if exit_code == 0 {

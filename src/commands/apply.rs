@@ -1,7 +1,6 @@
 //! `apply` and `diff`: the kit server-side applied (or, for `diff` and `--dry-run`, what
 //! applying would do, asked of the apiserver).
 
-use std::io::Write;
 use std::sync::Arc;
 
 use clap::Args;
@@ -98,23 +97,19 @@ pub async fn apply_kit(session: &Session, mode: Mode) -> Result<String, CommandE
         }
     });
     let report = apply::apply(&session.client, &session.prepared.desired, &options).await?;
-    if session.text() {
-        print_report(&report, mode == Mode::Diff);
-    }
-    Ok(summary(&report))
-}
-
-fn print_report(report: &ApplyReport, show_changes: bool) {
-    let mut stdout = std::io::stdout().lock();
     for object in &report.objects {
-        let outcome = outcome_word(report.dry_run, object.outcome);
-        let _ = writeln!(stdout, "{outcome:<13} {}", object.describe());
-        if show_changes {
+        let reporter = &session.reporter;
+        reporter.line(
+            &outcome_word(report.dry_run, object.outcome),
+            &object.describe(),
+        );
+        if mode == Mode::Diff {
             for path in &object.changed {
-                let _ = writeln!(stdout, "{:<13}   {path}", "");
+                reporter.line("", &format!("  {path}"));
             }
         }
     }
+    Ok(summary(&report))
 }
 
 /// What happened to an object, as people read it: the event state in words, and an

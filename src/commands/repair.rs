@@ -13,7 +13,7 @@ use crate::report::{Phase, Reporter};
 pub async fn run(args: &WaitArgs, reporter: Arc<Reporter>) -> Result<Outcome, CommandError> {
     let (session, verifier) = Session::open_proving(&args.spec, &args.run, reporter).await?;
     let summary = apply_kit(&session, Mode::Apply).await?;
-    session.say(Phase::Apply, &summary);
+    session.reporter.say(Phase::Apply, &summary);
     let repaired = repair::repair(
         &session.client,
         &session.prepared.targets,
@@ -27,7 +27,7 @@ pub async fn run(args: &WaitArgs, reporter: Arc<Reporter>) -> Result<Outcome, Co
         (session.reporter).event(Phase::Repair, Some(resource), state, reason, None);
     }
     if repaired.nothing_done() && repaired.skipped.is_empty() {
-        session.say(
+        session.reporter.say(
             Phase::Repair,
             "nothing to repair: every resource is ready or on its way",
         );

@@ -196,16 +196,7 @@ impl Session {
         reporter.count(&retry);
         let client = connect::client(&run.cluster(), retry.pressure()).await?;
         if run.insecure_skip_tls_verify {
-            eprintln!("warning: {}", connect::INSECURE_WARNING);
-            if reporter.format() == report::Format::Json {
-                reporter.event(
-                    Phase::Connect,
-                    None,
-                    "warning",
-                    connect::INSECURE_WARNING,
-                    None,
-                );
-            }
+            reporter.warn(Phase::Connect, connect::INSECURE_WARNING);
         }
         Ok(Session {
             prepared,
@@ -214,18 +205,6 @@ impl Session {
             reporter,
             crd_timeout: run.crd_timeout,
         })
-    }
-
-    pub fn text(&self) -> bool {
-        self.reporter.format() == report::Format::Text
-    }
-
-    /// A line for people in text mode, an event in JSON mode.
-    pub fn say(&self, phase: Phase, message: &str) {
-        match self.reporter.format() {
-            report::Format::Text => eprintln!("{message}"),
-            report::Format::Json => self.reporter.event(phase, None, "info", message, None),
-        }
     }
 
     /// The closing figures of a run, as the result event carries them too.

@@ -21,23 +21,9 @@ pub struct StatusArgs {
 pub async fn run(args: &StatusArgs, reporter: Arc<Reporter>) -> Result<Outcome, CommandError> {
     let session = Session::open(&args.spec, &args.run, reporter).await?;
     let report = status::status(&session.client, &session.prepared.targets, &session.retry).await?;
-    for resource in &report.resources {
-        if session.text() {
-            println!(
-                "{:<13} {}: {}",
-                resource.state.as_str(),
-                resource.resource,
-                resource.message
-            );
-        } else {
-            session.reporter.event(
-                Phase::Status,
-                Some(&resource.resource),
-                resource.state.as_str(),
-                &resource.message,
-                None,
-            );
-        }
+    for r in &report.resources {
+        let state = r.state.as_str();
+        (session.reporter).answer(Phase::Status, &r.resource, state, &r.message);
     }
     let ready = report
         .resources

@@ -42,7 +42,7 @@ pub async fn run(
     let (session, verifier) = Session::open_proving(&args.spec, &args.run, reporter).await?;
     if start == Start::Up {
         let summary = apply_kit(&session, Mode::Apply).await?;
-        session.say(Phase::Apply, &summary);
+        session.reporter.say(Phase::Apply, &summary);
     }
     let backoff = match start {
         Start::Wait => Backoff::Leave,
@@ -88,23 +88,19 @@ pub async fn wait_and_prove(
                 None,
             );
         });
-    let text = session.text();
     let targets = &session.prepared.targets;
     let (report, verified) =
         health::wait_then_watch(&session.client, targets, &options, |healthy| {
-            if text {
-                for (resource, at) in &healthy.ready {
-                    println!("ready         {resource} (after {:.1}s)", at.as_secs_f64());
-                }
+            for (resource, at) in &healthy.ready {
+                let subject = format!("{resource} (after {:.1}s)", at.as_secs_f64());
+                session.reporter.line("ready", &subject);
             }
             prove_dns(session, verifier, timeout)
         })
         .await?;
     let verified = verified?;
-    if text {
-        for why in &report.ridden_out {
-            println!("rode out      {why}");
-        }
+    for why in &report.ridden_out {
+        session.reporter.line("rode out", why);
     }
     let rode_out = match report.ridden_out.as_slice() {
         [] => String::new(),
@@ -148,14 +144,13 @@ async fn prove_dns(
     )
     .await?;
     session.reporter.records_verified(report.records.len());
-    if session.text() {
-        for record in &report.records {
-            println!(
-                "in dns        {} {}",
-                record.record.hostname,
-                record.record.rtype.as_str()
-            );
-        }
+    for record in &report.records {
+        let subject = format!(
+            "{} {}",
+            record.record.hostname,
+            record.record.rtype.as_str()
+        );
+        session.reporter.line("in dns", &subject);
     }
     Ok(if report.records.is_empty() {
         "no DNS records expected yet; PowerDNS answers and takes the API key".to_owned()
