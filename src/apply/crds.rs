@@ -12,7 +12,7 @@ use kube::discovery::{self, Scope};
 use serde::Serialize;
 
 use super::ApplyError;
-use crate::retry::{RetryError, RetryPolicy, with_retry};
+use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule, with_retry};
 
 /// A kind the kit uses that is served by a CRD, and who installs that CRD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,11 @@ pub(crate) async fn resolve(
     mut waiting: impl FnMut(&MissingCrd),
 ) -> Result<Resolved, ApplyError> {
     let started = Instant::now();
-    let mut poll = Duration::from_millis(500);
+    let mut polls = Schedule::new(
+        Duration::from_millis(500),
+        Duration::from_secs(5),
+        Jitter::None,
+    );
     let mut told = false;
     let what = format!("discover {} in {}", gvk.kind, gvk.api_version());
     loop {
@@ -213,8 +217,8 @@ pub(crate) async fn resolve(
             waiting(&missing);
             told = true;
         }
+        let poll = polls.next().unwrap_or(timeout);
         tokio::time::sleep(poll.min(timeout - waited)).await;
-        poll = (poll * 2).min(Duration::from_secs(5));
     }
 }
 

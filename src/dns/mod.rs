@@ -17,14 +17,17 @@ pub mod txt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use kube::Client;
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::exit::Exit;
-use crate::retry::{RetryError, RetryPolicy};
+use crate::health::clock::WaitClock;
+use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule};
 use crate::spec::Sovereign;
 
 pub use expected::{
@@ -430,8 +433,9 @@ pub async fn verify_until_synced(
         .timeout(opts.query_timeout)
         .build()
         .map_err(|e| DnsError::Internal(format!("HTTP client: {e}")))?;
-    let mut deadline = Instant::now() + opts.timeout;
-    let mut delay = FIRST_DELAY;
+    // The wait's outage clock: time riding out apiserver failures pauses the timeout.
+    let mut clock = WaitClock::new(Instant::now(), opts.timeout, opts.policy.unreachable_budget);
+    let mut delays = Schedule::new(FIRST_DELAY, MAX_DELAY, Jitter::None);
     let mut rounds = 0;
     let mut first_metrics = None;
     let mut freshness = None;
@@ -446,7 +450,8 @@ pub async fn verify_until_synced(
         // the wait: outages have their own budget (the policy's), and a record external-dns
         // could not write while the apiserver was gone is not its fault.
         if opts.policy.stats().snapshot().retries > retries_before {
-            deadline += asked.elapsed();
+            clock.unreachable(asked);
+            clock.reachable(Instant::now());
         }
         let read = check_records(pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await;
         let (mut verdicts, pdns_error) = match read {
@@ -527,7 +532,7 @@ pub async fn verify_until_synced(
                 metrics: freshness,
             });
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = clock.deadline().saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             if records.is_empty()
                 && let Some(e) = pdns_error
@@ -546,8 +551,8 @@ pub async fn verify_until_synced(
                 likely_cause,
             });
         }
+        let delay = delays.next().unwrap_or(MAX_DELAY);
         tokio::time::sleep(delay.min(remaining)).await;
-        delay = (delay * 2).min(MAX_DELAY);
     }
 }
 

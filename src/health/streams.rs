@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::diagnose::error_text;
 use super::outcome::{EventState, HealthError, WaitOptions};
 use super::watch::Engine;
-use crate::retry::{Class, classify};
+use crate::retry::{Class, Jitter, Schedule, classify};
 
 /// How long the reachability probe may wait for an answer. A saturated apiserver answers,
 /// late (`/readyz` took up to 12.4 s under the test world's 2 % CPU quota): a late answer
@@ -58,21 +58,19 @@ pub(super) type Item = (Stream, Result<Tick, watcher::Error>);
 /// Equal jitter (half fixed, half random) keeps every delay within the maximum, so
 /// watches resume promptly once the apiserver is back.
 pub(super) struct ReconnectBackoff {
-    builder: backon::ExponentialBuilder,
-    inner: backon::ExponentialBackoff,
+    min: Duration,
+    max: Duration,
+    schedule: Schedule,
     last: Option<Instant>,
     quiet: Duration,
 }
 
 impl ReconnectBackoff {
     pub(super) fn new(min: Duration, max: Duration) -> Self {
-        let builder = backon::ExponentialBuilder::default()
-            .with_min_delay(min)
-            .with_max_delay(max.max(min))
-            .without_max_times();
         ReconnectBackoff {
-            inner: backon::BackoffBuilder::build(builder),
-            builder,
+            min,
+            max,
+            schedule: Schedule::new(min, max, Jitter::Equal),
             last: None,
             quiet: 2 * max.max(min),
         }
@@ -85,11 +83,10 @@ impl Iterator for ReconnectBackoff {
     fn next(&mut self) -> Option<Duration> {
         let now = Instant::now();
         if self.last.is_some_and(|t| now - t > self.quiet) {
-            self.inner = backon::BackoffBuilder::build(self.builder);
+            self.schedule = Schedule::new(self.min, self.max, Jitter::Equal);
         }
         self.last = Some(now);
-        let delay = self.inner.next()?;
-        Some(delay / 2 + delay.mul_f64(fastrand::f64() / 2.0))
+        self.schedule.next()
     }
 }
 

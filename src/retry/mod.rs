@@ -16,18 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 use crate::health::pressure::Pressure;
 
 mod classify;
 mod client;
+mod schedule;
 
 use classify::permanent;
 pub use classify::{Class, RetryError, classify, untrusted_certificate};
 pub use client::{
     CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, client, client_config_tuned, requests_sent,
 };
+pub use schedule::{Jitter, Schedule};
 
 /// Request counters, shared by every clone of a [`RetryPolicy`].
 #[derive(Debug, Default)]
@@ -141,12 +143,6 @@ impl RetryPolicy {
     }
 }
 
-/// Full jitter (a uniform draw below the exponential delay) spreads the retries of many
-/// clients best; the floor keeps a retry from hammering at once. `unit` is a draw in [0, 1).
-fn full_jitter(backoff: Duration, floor: Duration, unit: f64) -> Duration {
-    floor.max(backoff.mul_f64(unit.clamp(0.0, 1.0)))
-}
-
 /// The delay before the next attempt: Retry-After is a minimum; the budget is a maximum, so
 /// the last attempt happens as the budget runs out. `None` once the budget is spent.
 fn next_delay(
@@ -177,12 +173,10 @@ where
     let first_failure: Cell<Option<Instant>> = Cell::new(None);
     let attempts = Cell::new(0u32);
 
-    // backon supplies the capped exponential sequence; jitter, Retry-After and the budget are
-    // applied in `adjust`, which sees the error.
-    let backoff = ExponentialBuilder::new()
-        .with_min_delay(policy.min_delay)
-        .with_max_delay(policy.max_delay)
-        .without_max_times();
+    // The schedule supplies the jittered exponential sequence; Retry-After and the budget
+    // are applied in `adjust`, which sees the error.
+    let floor = policy.min_delay;
+    let backoff = Schedule::new(policy.min_delay, policy.max_delay, Jitter::Full { floor });
     let result = (|| {
         attempts.set(attempts.get() + 1);
         stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +192,7 @@ where
             Class::Transient { retry_after } => retry_after,
             Class::Permanent => None,
         };
-        let jittered = full_jitter(backoff?, policy.min_delay, fastrand::f64());
+        let jittered = backoff?;
         let remaining = policy.unreachable_budget.saturating_sub(since.elapsed());
         next_delay(jittered, retry_after, remaining)
     })
@@ -354,14 +348,6 @@ mod tests {
         assert_eq!(next_delay(s(8), None, s(300)), Some(s(8)));
         assert_eq!(next_delay(s(8), Some(s(30)), s(2)), Some(s(2)));
         assert_eq!(next_delay(s(8), None, Duration::ZERO), None);
-    }
-
-    #[test]
-    fn full_jitter_stays_between_floor_and_backoff() {
-        let ms = Duration::from_millis;
-        assert_eq!(full_jitter(ms(1000), ms(100), 0.0), ms(100));
-        assert_eq!(full_jitter(ms(1000), ms(100), 0.5), ms(500));
-        assert!(full_jitter(ms(1000), ms(100), 0.999_999) <= ms(1000));
     }
 
     #[test]
