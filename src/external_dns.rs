@@ -113,43 +113,37 @@ mod tests {
 
     #[test]
     fn timeout_flag_follows_the_v0_21_rename() {
-        assert_eq!(
-            request_timeout_flag(release("v0.20.0")),
-            "--request-timeout"
-        );
-        assert_eq!(
-            request_timeout_flag(release("v0.20.9")),
-            "--request-timeout"
-        );
-        assert_eq!(
-            request_timeout_flag(release("v0.21.0")),
-            "--kube-api-request-timeout"
-        );
-        assert_eq!(
-            request_timeout_flag(release("v0.22.0")),
-            "--kube-api-request-timeout"
-        );
+        for (version, flag) in [
+            ("v0.20.0", "--request-timeout"),
+            ("v0.20.9", "--request-timeout"),
+            ("v0.21.0", "--kube-api-request-timeout"),
+            ("v0.22.0", "--kube-api-request-timeout"),
+        ] {
+            assert_eq!(request_timeout_flag(release(version)), flag, "{version}");
+        }
     }
 
     #[test]
     fn annotation_prefix_uses_the_chart_value_only_where_it_exists() {
-        let via = |r, name, version, key| annotation_prefix_via(release(r), name, version, key);
-        assert_eq!(
-            via("v0.22.0", "external-dns", "1.21.1", ""),
-            AnnotationPrefixVia::ChartValue
-        );
-        assert_eq!(
-            via("v0.22.0", "external-dns", "1.19.0", ""),
-            AnnotationPrefixVia::ExtraArg
-        );
-        assert_eq!(
-            via("v0.22.0", "bp-external-dns", "1.1.7", "external-dns"),
-            AnnotationPrefixVia::ExtraArg
-        );
-        assert_eq!(
-            via("v0.19.0", "external-dns", "1.21.1", ""),
-            AnnotationPrefixVia::BuiltIn
-        );
+        use AnnotationPrefixVia::*;
+        for (r, name, version, key, via) in [
+            ("v0.22.0", "external-dns", "1.21.1", "", ChartValue),
+            ("v0.22.0", "external-dns", "1.19.0", "", ExtraArg),
+            (
+                "v0.22.0",
+                "bp-external-dns",
+                "1.1.7",
+                "external-dns",
+                ExtraArg,
+            ),
+            ("v0.19.0", "external-dns", "1.21.1", "", BuiltIn),
+        ] {
+            assert_eq!(
+                annotation_prefix_via(release(r), name, version, key),
+                via,
+                "{r} {name} {version}"
+            );
+        }
     }
 
     #[test]

@@ -27,7 +27,6 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::Selector;
 use kube::{Api, Client};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::apply::{MANAGED_BY_LABEL, TOOL};
@@ -61,8 +60,7 @@ const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// start failed again on their own, and the cause is not a passing one.
 pub const RESTART_COOLDOWN: Duration = Duration::from_secs(5 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// `requestedAt`: reconcile now.
     RequestReconcile,
@@ -83,7 +81,7 @@ impl Action {
 }
 
 /// A change made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairAction {
     /// "Kind namespace/name".
     pub resource: String,
@@ -92,13 +90,13 @@ pub struct RepairAction {
 }
 
 /// Something that looked wrong, or could not be looked at, and was left alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub resource: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairReport {
     pub actions: Vec<RepairAction>,
     pub skipped: Vec<Skipped>,
@@ -108,25 +106,6 @@ impl RepairReport {
     /// Nothing was changed.
     pub fn nothing_done(&self) -> bool {
         self.actions.is_empty()
-    }
-
-    /// One line per action and per skipped resource, or a line saying there was nothing
-    /// to do.
-    pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .actions
-            .iter()
-            .map(|a| format!("{}: {}: {}", a.action.as_str(), a.resource, a.reason))
-            .collect();
-        lines.extend(
-            self.skipped
-                .iter()
-                .map(|s| format!("left alone: {}: {}", s.resource, s.reason)),
-        );
-        if self.nothing_done() && self.skipped.is_empty() {
-            lines.push("nothing to repair: every resource is ready or on its way".to_owned());
-        }
-        lines
     }
 
     fn skip(&mut self, resource: String, reason: impl Into<String>) {
@@ -757,73 +736,39 @@ mod tests {
     #[test]
     fn a_restart_is_not_the_remedy_for_every_crash_loop() {
         let crashing = [pod("p1", "cur", 4)];
-        let reason = skip_reason(decide_restart(
-            &deployment(true, 2, None),
-            &sets(),
-            &crashing,
-            now(),
-        ));
-        assert!(reason.contains("paused"), "{reason}");
-        let reason = skip_reason(decide_restart(
-            &deployment(false, 1, None),
-            &sets(),
-            &crashing,
-            now(),
-        ));
-        assert!(reason.contains("rollout is pending"), "{reason}");
-        let reason = skip_reason(decide_restart(
-            &deployment(false, 2, None),
-            &sets(),
-            &[pod("p0", "old", 7)],
-            now(),
-        ));
-        assert!(reason.contains("older template"), "{reason}");
-        let reason = skip_reason(decide_restart(
-            &deployment(false, 2, None),
-            &[replica_set("cur", "1", UID)],
-            &crashing,
-            now(),
-        ));
-        assert!(
-            reason.contains("current ReplicaSet is not known"),
-            "{reason}"
-        );
-        let reason = skip_reason(decide_restart(
-            &deployment(false, 2, Some("2026-03-01T11:58:00Z")),
-            &sets(),
-            &crashing,
-            now(),
-        ));
-        assert!(
-            reason.contains("crash-loops again after the restart"),
-            "{reason}"
-        );
-    }
-
-    #[test]
-    fn the_report_says_when_there_was_nothing_to_do() {
-        let mut report = RepairReport::default();
-        assert!(report.nothing_done());
-        assert_eq!(
-            report.lines(),
-            ["nothing to repair: every resource is ready or on its way"]
-        );
-        report.skip("HelmRelease ns/x".into(), "suspended");
-        report.actions.push(RepairAction {
-            resource: "Deployment ns/d".into(),
-            action: Action::RolloutRestart,
-            reason: "crash loop".into(),
-        });
-        assert_eq!(
-            report.lines(),
-            [
-                "rollout-restart: Deployment ns/d: crash loop",
-                "left alone: HelmRelease ns/x: suspended"
-            ]
-        );
-        assert_eq!(
-            serde_json::to_value(&report.actions[0]).unwrap()["action"],
-            "rollout-restart"
-        );
+        let old = [pod("p0", "old", 7)];
+        let unknown_set = [replica_set("cur", "1", UID)];
+        let known = sets();
+        let cases = [
+            (
+                deployment(true, 2, None),
+                &known[..],
+                &crashing[..],
+                "paused",
+            ),
+            (
+                deployment(false, 1, None),
+                &known,
+                &crashing,
+                "rollout is pending",
+            ),
+            (deployment(false, 2, None), &known, &old, "older template"),
+            (
+                deployment(false, 2, None),
+                &unknown_set,
+                &crashing,
+                "current ReplicaSet is not known",
+            ),
+            (
+                deployment(false, 2, Some("2026-03-01T11:58:00Z")),
+                &known,
+                &crashing,
+                "crash-loops again after the restart",
+            ),
+        ];
+        for (deployment, sets, pods, why) in cases {
+            let reason = skip_reason(decide_restart(&deployment, sets, pods, now()));
+            assert!(reason.contains(why), "{why}: {reason}");
+        }
     }
 }

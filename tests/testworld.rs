@@ -229,3 +229,43 @@ async fn external_dns_turns_an_annotated_service_into_an_a_record_and_its_owners
     assert_eq!(answer, ["192.0.2.80"]);
     delete_namespace(&client, &ns).await;
 }
+
+/// A test that fails cleans up too: the namespaces it made are deleted by the panic hook
+/// (after their objects and events are printed), so the long-lived world keeps nothing of
+/// it. Played here by a thread that makes a namespace, then panics.
+#[tokio::test]
+async fn a_failing_test_leaves_no_namespace_behind() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let world = World::from_env();
+    let client = world.kube().await;
+    let made = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let world = World::from_env();
+            let client = world.kube().await;
+            let ns = namespace(&client, "failing").await;
+            lb_service(&client, &ns, "web", "web.failing.test", "192.0.2.7").await;
+            panic!("a test in namespace {ns} fails");
+        })
+    })
+    .join();
+    let message = made.expect_err("the thread panicked");
+    let message = message.downcast_ref::<String>().expect("a panic message");
+    let ns = message
+        .split_whitespace()
+        .nth(4)
+        .expect("the namespace in the message")
+        .to_owned();
+    let found = Api::<Namespace>::all(client)
+        .get_opt(&ns)
+        .await
+        .expect("read the namespace");
+    let gone = found.is_none_or(|n| {
+        n.metadata.deletion_timestamp.is_some()
+            || n.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
+    });
+    assert!(gone, "namespace {ns} was left behind");
+}

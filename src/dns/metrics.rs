@@ -142,25 +142,15 @@ go_goroutines 42
             source_errors: Some(src),
         };
         let base = at(900.0, 1.0, 0.0);
-        assert_eq!(
-            judge(&base, &at(1_001.0, 1.0, 0.0), start),
-            Freshness::Fresh
-        );
-        assert_eq!(
-            judge(&base, &at(900.0, 1.0, 0.0), start),
-            Freshness::NotSyncedSinceStart
-        );
-        assert_eq!(
-            judge(&base, &Metrics::default(), start),
-            Freshness::NotSyncedSinceStart
-        );
-        assert_eq!(
-            judge(&base, &at(1_001.0, 3.0, 0.0), start),
-            Freshness::RegistryErrorsRising
-        );
-        assert_eq!(
-            judge(&base, &at(1_001.0, 1.0, 1.0), start),
-            Freshness::SourceErrorsRising
-        );
+        let cases = [
+            (at(1_001.0, 1.0, 0.0), Freshness::Fresh),
+            (at(900.0, 1.0, 0.0), Freshness::NotSyncedSinceStart),
+            (Metrics::default(), Freshness::NotSyncedSinceStart),
+            (at(1_001.0, 3.0, 0.0), Freshness::RegistryErrorsRising),
+            (at(1_001.0, 1.0, 1.0), Freshness::SourceErrorsRising),
+        ];
+        for (now, freshness) in cases {
+            assert_eq!(judge(&base, &now, start), freshness, "{now:?}");
+        }
     }
 }

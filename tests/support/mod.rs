@@ -3,6 +3,7 @@
 //! there: a test that needs real components never passes or skips without them.
 #![allow(dead_code)]
 
+mod cleanup;
 pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
@@ -55,6 +56,7 @@ impl World {
     pub fn from_env() -> World {
         // kube and reqwest share one rustls provider (ring); install it once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        cleanup::install(existing_file("KUBECTL_BIN"), existing_file("KUBECONFIG"));
         World {
             kubeconfig: existing_file("KUBECONFIG"),
             pdns_api_url: required("PDNS_API_URL"),
@@ -277,7 +279,9 @@ pub fn unique(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{:x}{n}", nanos ^ std::process::id())
+    let name = format!("{prefix}-{:x}{n}", nanos ^ std::process::id());
+    cleanup::remember(&name);
+    name
 }
 
 /// The PowerDNS REST API of the test world.
