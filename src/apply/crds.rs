@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::api::{ApiResource, GroupVersionKind};
 use kube::discovery::{self, Scope};
-use serde::Serialize;
 
 use super::ApplyError;
 use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule, with_retry};
@@ -124,7 +123,7 @@ pub const KNOWN_CRDS: &[CrdSource] = &[
 ];
 
 /// A kind that is not served (yet), described for a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingCrd {
     pub kind: String,
     pub api_version: String,

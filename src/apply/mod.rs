@@ -12,7 +12,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use serde::Serialize;
 use thiserror::Error;
 
 use crate::exit::Exit;
@@ -109,7 +108,7 @@ impl std::fmt::Debug for ApplyOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Created,
     Configured,
@@ -126,7 +125,7 @@ pub enum Outcome {
     Orphaned,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectResult {
     pub api_version: String,
     pub kind: String,
@@ -143,7 +142,7 @@ impl ObjectResult {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
     pub applyset_id: String,
     /// `namespace/name` of the parent ConfigMap.

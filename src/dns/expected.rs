@@ -9,22 +9,18 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::retry::{RetryError, RetryPolicy, with_retry};
 use crate::spec::Sovereign;
 
 /// The record type external-dns writes for a set of targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RecordType {
     A,
-    #[serde(rename = "AAAA")]
     Aaaa,
-    #[serde(rename = "CNAME")]
     Cname,
     /// spec.verify.hostnames: existence only, any of A, AAAA or CNAME.
-    #[serde(rename = "ANY")]
     Any,
 }
 
@@ -46,7 +42,7 @@ impl std::fmt::Display for RecordType {
 }
 
 /// One rrset external-dns should have written.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExpectedRecord {
     /// Lowercase, without a trailing dot.
     pub hostname: String,

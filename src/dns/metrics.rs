@@ -75,8 +75,7 @@ pub async fn scrape(http: &reqwest::Client, url: &str) -> Result<Metrics, String
 }
 
 /// The judgement of the first and the latest scrape of a run.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Freshness {
     /// Synced after the run started, error counters steady.
     Fresh,

@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use kube::Client;
-use serde::Serialize;
 use thiserror::Error;
 
 use crate::exit::Exit;
@@ -37,8 +36,7 @@ pub use metrics::Freshness;
 pub use pdns::{ApiKey, PdnsClient, PdnsError, Zone};
 
 /// Where one expected record stands.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(tag = "verdict", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     Verified,
     /// No rrset of that name and type.
@@ -107,8 +105,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// Why records did not sync, as far as the evidence goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LikelyCause {
     PowerDnsUnreachableOrCredentials,
     NotOwnedByThisExternalDns,
@@ -327,7 +324,7 @@ pub async fn check_answer(
 }
 
 /// One line of progress for a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsEvent {
     /// "hostname TYPE", e.g. "api.example.com A".
     pub hostname: String,
@@ -365,14 +362,14 @@ impl Default for VerifyOptions {
 }
 
 /// A record and its verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordStatus {
     pub record: ExpectedRecord,
     pub verdict: Verdict,
 }
 
 /// A synced DNS.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DnsReport {
     pub records: Vec<RecordStatus>,
     pub rounds: u32,
