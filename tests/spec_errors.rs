@@ -600,45 +600,127 @@ fn the_base_spec_is_valid() {
     );
 }
 
-#[test]
-fn bad_input_exits_3_naming_the_field_and_writes_nothing() {
-    let cases = cases();
-    assert!(cases.len() >= 30);
-    let mut failures = Vec::new();
-    for case in &cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (spec, defaults) = lay_out(case, dir.path());
-        let out = render(&spec, &defaults, &[]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let mut problems = Vec::new();
-        if out.status.code() != Some(3) {
-            problems.push(format!("exit code {:?}, expected 3", out.status.code()));
-        }
-        if !out.stdout.is_empty() {
-            problems.push("stdout is not empty".to_owned());
-        }
-        for expected in &case.expect {
-            if !stderr.contains(expected) {
-                problems.push(format!("stderr lacks `{expected}`"));
-            }
-        }
-        for forbidden in &case.forbid {
-            if stderr.contains(forbidden) {
-                problems.push(format!("stderr contains `{forbidden}`"));
-            }
-        }
-        if !stderr.lines().all(|l| l.starts_with("error: ")) {
-            problems.push("every stderr line must start with `error: `".to_owned());
-        }
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}:\n  {}\n  stderr: {stderr}",
-                case.name,
-                problems.join("\n  ")
-            ));
+/// Renders one case: exit 3, nothing on stdout, every expected message on stderr, nothing
+/// forbidden, every line an `error: ` line.
+fn check(name: &str) {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case named {name:?}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, defaults) = lay_out(&case, dir.path());
+    let out = render(&spec, &defaults, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut problems = Vec::new();
+    if out.status.code() != Some(3) {
+        problems.push(format!("exit code {:?}, expected 3", out.status.code()));
+    }
+    if !out.stdout.is_empty() {
+        problems.push("stdout is not empty".to_owned());
+    }
+    for expected in &case.expect {
+        if !stderr.contains(expected) {
+            problems.push(format!("stderr lacks `{expected}`"));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for forbidden in &case.forbid {
+        if stderr.contains(forbidden) {
+            problems.push(format!("stderr contains `{forbidden}`"));
+        }
+    }
+    if !stderr.lines().all(|l| l.starts_with("error: ")) {
+        problems.push("every stderr line must start with `error: `".to_owned());
+    }
+    assert!(
+        problems.is_empty(),
+        "{name}:\n  {}\n  stderr: {stderr}",
+        problems.join("\n  ")
+    );
+}
+
+/// Bad input exits 3 naming the field and writes nothing: one test per case of
+/// [`cases`], each runnable alone (`cargo test --test spec_errors bad_nameserver`).
+macro_rules! one_test_per_case {
+    ($($test:ident: $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check($name);
+            }
+        )*
+
+        #[test]
+        fn every_case_has_its_own_test() {
+            let tested = [$($name),*];
+            let all: Vec<&str> = cases().iter().map(|c| c.name).collect();
+            assert_eq!(tested.as_slice(), all.as_slice());
+        }
+    };
+}
+
+one_test_per_case! {
+    missing_file: "missing file",
+    empty_file: "empty file",
+    comment_only_file: "comment-only file",
+    syntax_error: "syntax error",
+    duplicate_key: "duplicate key",
+    document_is_a_list: "document is a list",
+    wrong_apiversion: "wrong apiVersion",
+    missing_apiversion: "missing apiVersion",
+    wrong_kind: "wrong kind",
+    bad_label_key: "bad label key",
+    label_value_not_a_string: "label value not a string",
+    bad_label_value: "bad label value",
+    label_overriding_the_tool_s_own: "label overriding the tool's own",
+    bad_metadata_name: "bad metadata.name",
+    missing_metadata_name: "missing metadata.name",
+    unknown_field_with_suggestion: "unknown field with suggestion",
+    unknown_field_without_suggestion: "unknown field without suggestion",
+    bad_domain: "bad domain",
+    bad_domain_filter: "bad domain filter",
+    bad_cni_name: "bad cni name",
+    bad_duration: "bad duration",
+    zero_duration: "zero duration",
+    bad_version_pin: "bad version pin",
+    version_yaml_reads_as_a_number: "version YAML reads as a number",
+    bad_chart_version: "bad chart version",
+    bad_chart_repository_scheme: "bad chart repository scheme",
+    bad_values_key: "bad values key",
+    bad_namespace: "bad namespace",
+    bad_policy: "bad policy",
+    unknown_source: "unknown source",
+    duplicate_source: "duplicate source",
+    empty_sources: "empty sources",
+    bad_annotation_prefix: "bad annotation prefix",
+    annotation_prefix_the_pinned_release_cannot_take: "annotation prefix the pinned release cannot take",
+    zero_period: "zero period",
+    negative_probe_delay: "negative probe delay",
+    probe_delay_is_not_a_number: "probe delay is not a number",
+    bad_quantity: "bad quantity",
+    request_above_limit: "request above limit",
+    unknown_provider: "unknown provider",
+    other_provider_s_block_present: "other provider's block present",
+    missing_provider_block: "missing provider block",
+    missing_secret_reference: "missing secret reference",
+    missing_provider_field: "missing provider field",
+    literal_credential: "literal credential",
+    credential_in_a_url: "credential in a URL",
+    bad_secret_name: "bad secret name",
+    bad_secret_key: "bad secret key",
+    bad_url: "bad URL",
+    webhook_port_taken_by_metrics: "webhook port taken by metrics",
+    bad_aws_region: "bad AWS region",
+    bad_azure_subscription_id: "bad Azure subscription id",
+    bad_nameserver: "bad nameserver",
+    both_apikeyenv_and_apikeyfile: "both apiKeyEnv and apiKeyFile",
+    neither_apikeyenv_nor_apikeyfile: "neither apiKeyEnv nor apiKeyFile",
+    relative_apikeyfile: "relative apiKeyFile",
+    hostname_outside_the_zones: "hostname outside the zones",
+    bad_metrics_url: "bad metrics URL",
+    every_problem_is_reported_at_once: "every problem is reported at once",
+    invalid_defaults_file: "invalid defaults file",
+    value_from_the_defaults_file_is_located_there: "value from the defaults file is located there",
+    empty_defaults_file: "empty defaults file",
 }
 
 /// What the loader says of a spec that is wrong in its shape: the kinds of error a JSON
