@@ -24,7 +24,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::Selector;
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -34,8 +34,7 @@ use crate::health::judge::{Health, judge_helm_release, pod_name, pod_symptom};
 use crate::health::signatures::match_signatures;
 use crate::health::target::{helm_release_resource, selection};
 use crate::health::{PodSelection, Target, TargetKind};
-use crate::retry::{RetryError, RetryPolicy, with_retry};
-use crate::status::list_pods;
+use crate::retry::{RetryError, RetryPolicy, list_selected, with_retry};
 
 /// The field manager of every repair write; `apply`'s is [`crate::apply::FIELD_MANAGER`].
 pub const FIELD_MANAGER: &str = "catalyst-bootstrap-repair";
@@ -388,7 +387,7 @@ async fn restart_release_deployments(
     now: &impl Fn() -> String,
     report: &mut RepairReport,
 ) -> Result<(), RetryError> {
-    let pods = list_pods(client, namespace, selector, policy).await?;
+    let pods = list_selected::<Pod>(client, namespace, selector, policy).await?;
     let pod_owners: BTreeSet<&str> = pods
         .iter()
         .filter_map(|p| controller_of(&p.metadata, "ReplicaSet"))
@@ -397,7 +396,7 @@ async fn restart_release_deployments(
     if pod_owners.is_empty() {
         return Ok(());
     }
-    let replica_sets = list_replica_sets(client, namespace, selector, policy).await?;
+    let replica_sets = list_selected::<ReplicaSet>(client, namespace, selector, policy).await?;
     let deployments: BTreeSet<&str> = replica_sets
         .iter()
         .filter(|rs| {
@@ -479,8 +478,8 @@ async fn restart_if_warranted(
     else {
         return Ok(());
     };
-    let replica_sets = list_replica_sets(client, namespace, &selector, policy).await?;
-    let pods = list_pods(client, namespace, &selector, policy).await?;
+    let replica_sets = list_selected::<ReplicaSet>(client, namespace, &selector, policy).await?;
+    let pods = list_selected::<Pod>(client, namespace, &selector, policy).await?;
     let stamp = now();
     match decide_restart(d, &replica_sets, &pods, stamp.parse().ok()) {
         RestartDecision::None => {}
@@ -500,18 +499,6 @@ async fn restart_if_warranted(
         }
     }
     Ok(())
-}
-
-async fn list_replica_sets(
-    client: &Client,
-    namespace: &str,
-    selector: &Selector,
-    policy: &RetryPolicy,
-) -> Result<Vec<ReplicaSet>, RetryError> {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let params = ListParams::default().labels_from(selector);
-    let what = format!("list replicasets in {namespace} ({selector})");
-    Ok(with_retry(policy, &what, || api.list(&params)).await?.items)
 }
 
 /// What `flux reconcile helmrelease --reset` writes, as a merge patch carrying the UID of

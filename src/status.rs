@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DynamicObject, ListParams};
-use kube::core::Selector;
+use kube::api::DynamicObject;
 use kube::{Api, Client};
 
 use crate::exit::Exit;
@@ -19,7 +18,7 @@ use crate::health::target::{
     judge_with_pods, pod_namespace,
 };
 use crate::health::{Target, TargetKind};
-use crate::retry::{RetryError, RetryPolicy, with_retry};
+use crate::retry::{RetryError, RetryPolicy, list_selected, with_retry};
 
 /// A snapshot cannot tell how long a pod symptom has lasted, so it gives none the grace
 /// period `wait` gives: an image pull back-off or a crash loop seen now is a failure now.
@@ -157,7 +156,7 @@ async fn look(
     let (Some(selector), Some(namespace)) = (selector, pod_namespace(target)) else {
         return Ok(ResourceStatus::judged(resource, object));
     };
-    let pods = list_pods(client, namespace, &selector, policy).await?;
+    let pods: Vec<Pod> = list_selected(client, namespace, &selector, policy).await?;
     let pairs: Vec<(&Pod, Duration)> = pods.iter().map(|p| (p, Duration::ZERO)).collect();
     let judged = judge_with_pods(target, object, &pairs, SNAPSHOT_GRACE);
     let culprit = judged.culprit.map(|c| &pods[c]);
@@ -214,18 +213,6 @@ fn missing(resource: String) -> ResourceStatus {
         state: State::Missing,
         message: "not created".to_owned(),
     }
-}
-
-pub(crate) async fn list_pods(
-    client: &Client,
-    namespace: &str,
-    selector: &Selector,
-    policy: &RetryPolicy,
-) -> Result<Vec<Pod>, RetryError> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let params = ListParams::default().labels_from(selector);
-    let what = format!("list pods in {namespace} ({selector})");
-    Ok(with_retry(policy, &what, || api.list(&params)).await?.items)
 }
 
 #[cfg(test)]

@@ -221,6 +221,26 @@ where
     })
 }
 
+/// Lists the objects of a built-in kind that `selector` picks in `namespace`, through
+/// [`with_retry`].
+pub async fn list_selected<K>(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &kube::core::Selector,
+    policy: &RetryPolicy,
+) -> Result<Vec<K>, RetryError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::ListParams::default().labels_from(selector);
+    let what = format!("list {} in {namespace} ({selector})", K::plural(&()));
+    Ok(with_retry(policy, &what, || api.list(&params)).await?.items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::classify::TRANSIENT;
