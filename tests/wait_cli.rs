@@ -44,7 +44,9 @@ async fn install_like_flux_and_helm(client: &kube::Client, ns: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     support::flux::create_chart_deployment(client, ns, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // As helm-controller, which reports a release seconds after it appears: long enough
+    // for the wait, which starts right after the apply, to see it without a status first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     set_release_status(client, ns, "True", "InstallSucceeded", false).await;
 }
 
