@@ -216,8 +216,7 @@ pub(crate) async fn resolve(
             waiting(&missing);
             told = true;
         }
-        let poll = polls.next().unwrap_or(timeout);
-        tokio::time::sleep(poll.min(timeout - waited)).await;
+        tokio::time::sleep(polls.next_delay().min(timeout - waited)).await;
     }
 }
 

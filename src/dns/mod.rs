@@ -548,8 +548,7 @@ pub async fn verify_until_synced(
                 likely_cause,
             });
         }
-        let delay = delays.next().unwrap_or(MAX_DELAY);
-        tokio::time::sleep(delay.min(remaining)).await;
+        tokio::time::sleep(delays.next_delay().min(remaining)).await;
     }
 }
 

@@ -58,8 +58,8 @@ pub(super) type Item = (Stream, Result<Tick, watcher::Error>);
 /// Equal jitter (half fixed, half random) keeps every delay within the maximum, so
 /// watches resume promptly once the apiserver is back.
 pub(super) struct ReconnectBackoff {
-    min: Duration,
-    max: Duration,
+    /// The schedule as it starts, to start over from after a quiet period.
+    first: Schedule,
     schedule: Schedule,
     last: Option<Instant>,
     quiet: Duration,
@@ -67,13 +67,23 @@ pub(super) struct ReconnectBackoff {
 
 impl ReconnectBackoff {
     pub(super) fn new(min: Duration, max: Duration) -> Self {
+        let first = Schedule::new(min, max, Jitter::Equal);
         ReconnectBackoff {
-            min,
-            max,
-            schedule: Schedule::new(min, max, Jitter::Equal),
+            schedule: first.clone(),
+            first,
             last: None,
             quiet: 2 * max.max(min),
         }
+    }
+
+    /// The next reconnection delay.
+    pub(super) fn delay(&mut self) -> Duration {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now - t > self.quiet) {
+            self.schedule = self.first.clone();
+        }
+        self.last = Some(now);
+        self.schedule.next_delay()
     }
 }
 
@@ -81,12 +91,7 @@ impl Iterator for ReconnectBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now - t > self.quiet) {
-            self.schedule = Schedule::new(self.min, self.max, Jitter::Equal);
-        }
-        self.last = Some(now);
-        self.schedule.next()
+        Some(self.delay())
     }
 }
 
@@ -179,7 +184,7 @@ impl Engine<'_> {
             let delay = if started {
                 Duration::ZERO
             } else {
-                self.probe_delays.next().unwrap_or(self.opts.reconnect_max)
+                self.probe_delays.delay()
             };
             *probe = Some(reachability_probe(self.client.clone(), delay));
         }

@@ -45,6 +45,11 @@ impl Schedule {
         }
     }
 
+    /// The next delay. The schedule never ends, so callers need no fallback.
+    pub fn next_delay(&mut self) -> Duration {
+        self.step(fastrand::f64())
+    }
+
     fn step(&mut self, unit: f64) -> Duration {
         let delay = self.jittered(unit);
         self.current = (self.current * 2).min(self.max);
@@ -56,7 +61,7 @@ impl Iterator for Schedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        Some(self.step(fastrand::f64()))
+        Some(self.next_delay())
     }
 }
 
@@ -69,7 +74,7 @@ mod tests {
     #[test]
     fn delays_double_up_to_the_cap() {
         let mut s = Schedule::new(250 * MS, 2000 * MS, Jitter::None);
-        let delays: Vec<Duration> = (0..6).map(|_| s.next().unwrap()).collect();
+        let delays: Vec<Duration> = (0..6).map(|_| s.next_delay()).collect();
         assert_eq!(delays, [250, 500, 1000, 2000, 2000, 2000].map(|ms| ms * MS));
     }
 
