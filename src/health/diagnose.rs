@@ -31,7 +31,7 @@ pub const NOT_READY: &str = "NotReady";
 pub(crate) const MAX_PODS: usize = 3;
 
 /// Everything known about why a target is not healthy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Diagnosis {
     /// e.g. "Deployment external-dns/external-dns".
     pub resource: String,
@@ -480,14 +480,8 @@ mod tests {
             resource: "HelmRelease flux-system/external-dns".into(),
             reason: NOT_READY.into(),
             message: "no status yet: is Flux helm-controller running?".into(),
-            pods: vec![],
-            terminations: vec![],
-            events: vec![],
-            probe_failures: vec![],
-            logs: None,
-            causes: vec![],
-            judgement: None,
             gaps: vec!["events of HelmRelease/external-dns unavailable: HTTP 403: no".into()],
+            ..Diagnosis::default()
         };
         assert_eq!(
             d.to_string(),

@@ -218,19 +218,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_documented_exit_codes() {
-        let diagnosis = Diagnosis {
-            resource: String::new(),
-            reason: String::new(),
-            message: String::new(),
-            pods: vec![],
-            terminations: vec![],
-            events: vec![],
-            probe_failures: vec![],
-            logs: None,
-            causes: vec![],
-            judgement: None,
-            gaps: vec![],
-        };
+        let diagnosis = Diagnosis::default();
         let cases = [
             (
                 HealthError::WorkloadFailed {
