@@ -516,6 +516,19 @@ fn cases() -> Vec<Case> {
                 "sovereign.yaml:22:17: spec.verify.nameserver",
             ],
         ),
+        case(
+            "values refused while decoding do not hide the others",
+            insert("  externalDns:", "    version: v0.22")
+                .replace("http://powerdns.powerdns.svc:8081", "ftp://powerdns")
+                .replace("127.0.0.1:53", "nowhere")
+                .replace("domain: example.openova.io", "domain: example"),
+            &[
+                "sovereign.yaml:6:11: spec.domain",
+                "sovereign.yaml:9:14: spec.externalDns.version: `v0.22` is not a release pin; expected `vMAJOR.MINOR.PATCH`",
+                "spec.dns.pdns.apiUrl: `ftp://powerdns` has an unsupported scheme; expected a URL starting with http:// or https://",
+                "sovereign.yaml:23:17: spec.verify.nameserver: `nowhere` is not an ip:port address; expected an IP address and port",
+            ],
+        ),
         Case {
             name: "invalid defaults file",
             spec: Input::Text(BASE.to_owned()),
@@ -718,6 +731,7 @@ one_test_per_case! {
     hostname_outside_the_zones: "hostname outside the zones",
     bad_metrics_url: "bad metrics URL",
     every_problem_is_reported_at_once: "every problem is reported at once",
+    values_refused_while_decoding_do_not_hide_the_others: "values refused while decoding do not hide the others",
     invalid_defaults_file: "invalid defaults file",
     value_from_the_defaults_file_is_located_there: "value from the defaults file is located there",
     empty_defaults_file: "empty defaults file",

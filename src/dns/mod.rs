@@ -146,8 +146,6 @@ pub enum DnsError {
     /// Names the variable or file, never the key.
     #[error("PowerDNS API key: {source_desc}")]
     ApiKeyMissing { source_desc: String },
-    #[error("spec.verify.nameserver `{0}` is not an ip:port address")]
-    BadNameserver(String),
     #[error(transparent)]
     Apiserver(#[from] RetryError),
     /// The zone (and the server) must exist before external-dns can write to it.
@@ -184,14 +182,14 @@ fn summary(missing: &[(String, Verdict)]) -> String {
 }
 
 impl DnsError {
-    /// NotSynced and a missing zone → 7; a missing key or bad nameserver → 3; apiserver
+    /// NotSynced and a missing zone → 7; a missing key → 3; apiserver
     /// errors as [`RetryError::exit`].
     pub fn exit(&self) -> Exit {
         match self {
             DnsError::NotSynced { .. } | DnsError::Zone(_) | DnsError::Unreadable(_) => {
                 Exit::DnsNotSynced
             }
-            DnsError::ApiKeyMissing { .. } | DnsError::BadNameserver(_) => Exit::BadInput,
+            DnsError::ApiKeyMissing { .. } => Exit::BadInput,
             DnsError::Apiserver(e) => e.exit(),
             DnsError::Internal(_) => Exit::Internal,
         }
@@ -396,16 +394,10 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Reads the API key (spec.verify.apiKeyEnv or apiKeyFile) and the nameserver address.
+    /// Reads the API key (spec.verify.apiKeyEnv or apiKeyFile).
     pub fn new(verify: &crate::spec::Verify) -> Result<Verifier, DnsError> {
         let pdns = PdnsClient::new(verify, ApiKey::from_verify(verify)?)?;
-        let nameserver = match &verify.nameserver {
-            Some(ns) => Some(
-                ns.parse::<SocketAddr>()
-                    .map_err(|_| DnsError::BadNameserver(ns.clone()))?,
-            ),
-            None => None,
-        };
+        let nameserver = verify.nameserver.map(|ns| ns.0);
         Ok(Verifier { pdns, nameserver })
     }
 }

@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::RenderError;
 use crate::external_dns::{self, AnnotationPrefixVia};
-use crate::spec::formats::{self, Release};
-use crate::spec::{Image, Probe, ProviderConfig, ResourceList, SecretKeyRef, Sovereign};
+use crate::spec::{Image, Probe, Provider, ResourceList, SecretKeyRef, Sovereign};
 
 #[derive(Debug, Serialize)]
 pub(super) struct Context {
@@ -132,16 +130,10 @@ const GOOGLE_FILE: &str = "credentials.json";
 const AZURE_MOUNT: &str = "/etc/kubernetes";
 const AZURE_FILE: &str = "azure.json";
 
-pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
+pub(super) fn build(sovereign: &Sovereign) -> Context {
     let spec = &sovereign.spec;
     let e = &spec.external_dns;
-    let invalid = |what: &str| RenderError::InvalidSpec(what.to_owned());
-    let release =
-        Release::parse_tag(&e.version).ok_or_else(|| invalid("spec.externalDns.version"))?;
-    let provider = spec
-        .dns
-        .selected()
-        .ok_or_else(|| invalid("spec.dns (no block for the chosen provider)"))?;
+    let release = e.version;
 
     let mut extra_args = vec![format!(
         "{}={}",
@@ -158,7 +150,7 @@ pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
         extra_args.push(format!("--annotation-prefix={}", e.annotation_prefix));
     }
 
-    let wiring = provider_wiring(provider)?;
+    let wiring = provider_wiring(&spec.dns);
     extra_args.extend(wiring.args);
 
     let chart = &e.chart;
@@ -192,7 +184,7 @@ pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
         vec![wiring.api_port]
     };
 
-    Ok(Context {
+    Context {
         sovereign: sovereign.metadata.name.clone(),
         labels: sovereign.metadata.labels.clone(),
         namespace: e.namespace.clone(),
@@ -201,7 +193,7 @@ pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
         source,
         values_key: Some(chart.values_key.clone()).filter(|k| !k.is_empty()),
         values: Values {
-            image_tag: e.version.clone(),
+            image_tag: e.version.to_string(),
             provider: wiring.provider,
             webhook: wiring.sidecar,
             env: wiring.env,
@@ -224,7 +216,7 @@ pub(super) fn build(sovereign: &Sovereign) -> Result<Context, RenderError> {
             extra_provider_ports,
             cilium_policy_name: format!("{}-kube-apiserver", e.release_name),
         },
-    })
+    }
 }
 
 /// How one provider is wired into the chart's values.
@@ -254,20 +246,15 @@ impl Wiring {
 /// Cloud DNS APIs are HTTPS.
 const HTTPS: u16 = 443;
 
-fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> {
-    let api_port = |url: &str, field: &str| {
-        formats::parse_url(url, &["http", "https"])
-            .map(|u| u.effective_port())
-            .map_err(|_| RenderError::InvalidSpec(field.to_owned()))
-    };
+fn provider_wiring(provider: &Provider) -> Wiring {
     let sidecar = |image: &Image, env| Sidecar {
         repository: image.repository.clone(),
         tag: image.tag.clone(),
         env,
     };
-    let wiring = match provider {
-        ProviderConfig::Pdns(p) => {
-            let mut w = Wiring::new("pdns", api_port(&p.api_url, "spec.dns.pdns.apiUrl")?);
+    match provider {
+        Provider::Pdns(p) => {
+            let mut w = Wiring::new("pdns", p.api_url.port());
             w.args.push(format!("--pdns-server={}", p.api_url));
             if let Some(id) = &p.server_id {
                 w.args.push(format!("--pdns-server-id={id}"));
@@ -278,13 +265,13 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
                 .push(EnvVar::secret("EXTERNAL_DNS_PDNS_API_KEY", &r.name, &r.key));
             w
         }
-        ProviderConfig::Webhook(p) => {
-            let mut w = Wiring::new("webhook", api_port(&p.api_url, "spec.dns.webhook.apiUrl")?);
+        Provider::Webhook(p) => {
+            let mut w = Wiring::new("webhook", p.api_url.port());
             w.args.push(format!(
                 "--webhook-provider-url=http://localhost:{}",
                 p.port()
             ));
-            let mut env = vec![EnvVar::value("PDNS_API_URL", &p.api_url)];
+            let mut env = vec![EnvVar::value("PDNS_API_URL", p.api_url.as_str())];
             if let Some(id) = &p.server_id {
                 env.push(EnvVar::value("PDNS_SERVER_ID", id));
             }
@@ -294,7 +281,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             w.sidecar = Some(sidecar(&p.image, env));
             w
         }
-        ProviderConfig::Cloudflare(p) => {
+        Provider::Cloudflare(p) => {
             let mut w = Wiring::new("cloudflare", HTTPS);
             if p.proxied {
                 w.args.push("--cloudflare-proxied".to_owned());
@@ -303,7 +290,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             w.env.push(EnvVar::secret("CF_API_TOKEN", &r.name, &r.key));
             w
         }
-        ProviderConfig::Hetzner(p) => {
+        Provider::Hetzner(p) => {
             let mut w = Wiring::new("webhook", HTTPS);
             w.args.push(format!(
                 "--webhook-provider-url=http://localhost:{}",
@@ -314,7 +301,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             w.sidecar = Some(sidecar(&p.image, env));
             w
         }
-        ProviderConfig::Aws(p) => {
+        Provider::Aws(p) => {
             let mut w = Wiring::new("aws", HTTPS);
             if let Some(zone_type) = p.zone_type {
                 w.args
@@ -334,7 +321,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             ));
             w
         }
-        ProviderConfig::Google(p) => {
+        Provider::Google(p) => {
             let mut w = Wiring::new("google", HTTPS);
             w.args.push(format!("--google-project={}", p.project));
             w.env.push(EnvVar::value(
@@ -350,7 +337,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             });
             w
         }
-        ProviderConfig::Azure(p) => {
+        Provider::Azure(p) => {
             let mut w = Wiring::new("azure", HTTPS);
             w.args
                 .push(format!("--azure-config-file={AZURE_MOUNT}/{AZURE_FILE}"));
@@ -367,8 +354,7 @@ fn provider_wiring(provider: ProviderConfig<'_>) -> Result<Wiring, RenderError> 
             });
             w
         }
-    };
-    Ok(wiring)
+    }
 }
 
 fn resource_sections(requests: &ResourceList, limits: &ResourceList) -> Vec<ResourceSection> {

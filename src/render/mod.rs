@@ -16,8 +16,6 @@ use templates::Needs;
 /// Rendering failures. On a validated spec each one is a bug or an I/O fault.
 #[derive(Debug, Error)]
 pub enum RenderError {
-    #[error("the spec was not validated before rendering: {0} is invalid")]
-    InvalidSpec(String),
     #[error("template {template}: {message}")]
     Template { template: String, message: String },
     #[error("template {template} rendered invalid YAML: {message}")]
@@ -57,7 +55,7 @@ pub struct Written {
 
 /// Renders the kit. The Sovereign must have come from [`crate::spec::load`].
 pub fn render(sovereign: &Sovereign) -> Result<Kit, RenderError> {
-    let context = context::build(sovereign)?;
+    let context = context::build(sovereign);
     let registry = templates::registry()?;
     let mut manifests = Vec::new();
     for (file_name, _, needs) in templates::MANIFESTS {

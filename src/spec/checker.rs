@@ -1,7 +1,8 @@
 //! The checks of single values that validation is made of: each records an [`Issue`] at
 //! its field path, with what was expected.
 
-use super::formats::{self, UrlProblem};
+use super::formats;
+use super::parsed::{self, Rejected};
 use super::validate::{Issue, Report};
 use super::{Image, SecretKeyRef};
 
@@ -64,27 +65,9 @@ impl Checker {
     }
 
     pub(super) fn url(&mut self, path: &str, value: &str, schemes: &[&str]) {
-        let expected = || {
-            let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
-            format!("a URL starting with {}", schemes.join(" or "))
-        };
-        match formats::parse_url(value, schemes) {
-            Ok(_) => {}
-            Err(UrlProblem::Credentials) => self.error(
-                path,
-                "the URL carries credentials; credentials must be given as a \
-                 `...SecretRef`, never in the spec"
-                    .to_owned(),
-                "a URL without user info",
-            ),
-            Err(UrlProblem::Scheme) => self.error(
-                path,
-                format!("`{value}` has an unsupported scheme"),
-                expected(),
-            ),
-            Err(UrlProblem::Malformed) => {
-                self.error(path, format!("`{value}` is not a URL"), expected())
-            }
+        if let Err(problem) = formats::parse_url(value, schemes) {
+            let Rejected { problem, expected } = parsed::url_rejected(problem, value, schemes);
+            self.error(path, problem, expected);
         }
     }
 

@@ -11,6 +11,7 @@ use serde::de::{
     Unexpected, Visitor,
 };
 
+use super::parsed::{self, EXPECTED_SEPARATOR};
 use super::tree::{Entry, Node, Position, Value, join};
 
 /// A problem found while decoding, before it is given a file name.
@@ -303,8 +304,15 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 impl de::Error for DecodeError {
+    /// A message worded as a [`Rejected`] keeps its expectation apart.
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DecodeError::new(msg.to_string(), None)
+        let msg = msg.to_string();
+        match msg.split_once(EXPECTED_SEPARATOR) {
+            Some((problem, expected)) => {
+                DecodeError::new(problem.to_owned(), Some(expected.to_owned()))
+            }
+            None => DecodeError::new(msg, None),
+        }
     }
 
     // Values are described by kind only: a misplaced credential must not be echoed.
@@ -518,12 +526,19 @@ impl<'de> Deserializer<'de> for Decoder<'_> {
         result.map_err(|e| e.within(&self.path, self.node.at))
     }
 
+    /// A spec string type that refuses its value is decoded on past with its placeholder.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DecodeError> {
-        visitor.visit_newtype_struct(self)
+        let (path, at) = (self.path.clone(), self.node.at);
+        visitor.visit_newtype_struct(self).map_err(|mut error| {
+            if error.hint.is_none() {
+                error.hint = parsed::placeholder(name).map(|p| Value::Str(p.to_owned()));
+            }
+            error.within(&path, at)
+        })
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {

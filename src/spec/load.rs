@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::decode::{self, Finding};
 use super::tree::{Node, Origin, Value};
 use super::validate::{self, Issue};
-use super::{Diagnostic, EXCLUSIVE_GROUPS, Sovereign, SpecError};
+use super::{Diagnostic, Dns, EXCLUSIVE_GROUPS, Sovereign, SpecError};
 
 /// clusters/_template/sovereign.yaml as it was when the binary was built, used when no
 /// defaults file is given or found, so the binary works on its own.
@@ -83,7 +83,7 @@ pub fn load(spec_path: &Path, defaults_path: Option<&Path>) -> Result<Loaded, Sp
             )
             .collect::<Vec<_>>()
     };
-    let mut decoded = decode::decode::<Sovereign>(&merged);
+    let mut decoded = decode::decode::<Sovereign<Dns>>(&merged);
     let mut findings = std::mem::take(&mut decoded.findings);
     let Some(sovereign) = decoded.value.take() else {
         return Err(SpecError::Invalid(diagnostics(findings)));
@@ -92,7 +92,7 @@ pub fn load(spec_path: &Path, defaults_path: Option<&Path>) -> Result<Loaded, Sp
     // Semantic problems are reported where the value came from: the Sovereign file if it
     // sets the field, else the defaults file. Those about placeholders that stand in for
     // values with type errors are consequences of errors already found.
-    let report = validate::validate(&sovereign);
+    let (report, sovereign) = validate::validate(sovereign);
     let locate = |issues: Vec<Issue>| {
         issues
             .into_iter()
@@ -112,9 +112,9 @@ pub fn load(spec_path: &Path, defaults_path: Option<&Path>) -> Result<Loaded, Sp
             .collect::<Vec<_>>()
     };
     findings.extend(locate(report.errors));
-    if !findings.is_empty() {
+    let Some(sovereign) = sovereign.filter(|_| findings.is_empty()) else {
         return Err(SpecError::Invalid(diagnostics(findings)));
-    }
+    };
     Ok(Loaded {
         sovereign,
         warnings: diagnostics(locate(report.warnings)),

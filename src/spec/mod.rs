@@ -12,11 +12,15 @@ mod checker;
 mod decode;
 pub mod formats;
 mod load;
+mod parsed;
 pub mod schema;
 mod tree;
 mod validate;
 
 pub use load::{DEFAULTS_LABEL, EMBEDDED_DEFAULTS, Loaded, load};
+pub use parsed::{ApiUrl, Nameserver};
+
+use formats::Release;
 
 pub const API_VERSION: &str = "catalyst.openova.io/v1alpha1";
 pub const KIND: &str = "Sovereign";
@@ -74,9 +78,14 @@ impl fmt::Display for Diagnostic {
 }
 
 /// A Sovereign: one k3s cluster and the bootstrap kit that brings its DNS up.
+///
+/// Loaded, it holds the chosen [`Provider`]; as decoded from the file, before validation
+/// has checked that exactly the chosen provider's block is set, it holds the [`Dns`]
+/// blocks.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Sovereign {
+#[schemars(rename = "Sovereign")]
+pub struct Sovereign<D = Provider> {
     /// The spec's API version; exactly `catalyst.openova.io/v1alpha1`.
     pub api_version: String,
     /// Exactly `Sovereign`.
@@ -84,7 +93,38 @@ pub struct Sovereign {
     /// The Sovereign's name and extra labels.
     pub metadata: Metadata,
     /// The cluster, its external-dns, the DNS provider and how the records are verified.
-    pub spec: SovereignSpec,
+    pub spec: SovereignSpec<D>,
+}
+
+impl Sovereign<Dns> {
+    /// The spec with the provider validation chose in place of the blocks.
+    pub(crate) fn with_provider(self, provider: Provider) -> Sovereign {
+        let Sovereign {
+            api_version,
+            kind,
+            metadata,
+            spec:
+                SovereignSpec {
+                    domain,
+                    cni,
+                    external_dns,
+                    dns: _,
+                    verify,
+                },
+        } = self;
+        Sovereign {
+            api_version,
+            kind,
+            metadata,
+            spec: SovereignSpec {
+                domain,
+                cni,
+                external_dns,
+                dns: provider,
+                verify,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -104,7 +144,8 @@ pub struct Metadata {
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SovereignSpec {
+#[schemars(rename = "SovereignSpec")]
+pub struct SovereignSpec<D = Provider> {
     /// The DNS zone the Sovereign owns (a lowercase DNS name with at least two labels, no
     /// trailing dot); always external-dns's first domain filter.
     #[schemars(example = &"example.openova.io")]
@@ -116,11 +157,11 @@ pub struct SovereignSpec {
     /// external-dns: its release, chart, sources, record ownership, timings, probes and
     /// resources.
     pub external_dns: ExternalDns,
-    pub dns: Dns,
+    pub dns: D,
     pub verify: Verify,
 }
 
-impl SovereignSpec {
+impl<D> SovereignSpec<D> {
     pub fn uses_cilium(&self) -> bool {
         self.cni == "cilium"
     }
@@ -130,8 +171,8 @@ impl SovereignSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDns {
     /// The external-dns image tag, `vMAJOR.MINOR.PATCH`.
-    #[schemars(example = &"v0.21.0")]
-    pub version: String,
+    #[schemars(with = "String", example = &"v0.21.0")]
+    pub version: Release,
     /// The Helm chart that installs external-dns.
     pub chart: Chart,
     /// The Namespace of the kit (an RFC 1123 label), where every namespaced object goes.
@@ -281,16 +322,16 @@ pub struct Dns {
 }
 
 impl Dns {
-    /// The chosen provider's settings; `None` only for a spec that failed validation.
-    pub fn selected(&self) -> Option<ProviderConfig<'_>> {
+    /// The chosen provider's block, taken out of the others; `None` when it is not set.
+    pub(crate) fn take_selected(self) -> Option<Provider> {
         Some(match self.provider {
-            ProviderKind::Pdns => ProviderConfig::Pdns(self.pdns.as_ref()?),
-            ProviderKind::Webhook => ProviderConfig::Webhook(self.webhook.as_ref()?),
-            ProviderKind::Cloudflare => ProviderConfig::Cloudflare(self.cloudflare.as_ref()?),
-            ProviderKind::Hetzner => ProviderConfig::Hetzner(self.hetzner.as_ref()?),
-            ProviderKind::Aws => ProviderConfig::Aws(self.aws.as_ref()?),
-            ProviderKind::Google => ProviderConfig::Google(self.google.as_ref()?),
-            ProviderKind::Azure => ProviderConfig::Azure(self.azure.as_ref()?),
+            ProviderKind::Pdns => Provider::Pdns(self.pdns?),
+            ProviderKind::Webhook => Provider::Webhook(self.webhook?),
+            ProviderKind::Cloudflare => Provider::Cloudflare(self.cloudflare?),
+            ProviderKind::Hetzner => Provider::Hetzner(self.hetzner?),
+            ProviderKind::Aws => Provider::Aws(self.aws?),
+            ProviderKind::Google => Provider::Google(self.google?),
+            ProviderKind::Azure => Provider::Azure(self.azure?),
         })
     }
 
@@ -355,16 +396,51 @@ impl fmt::Display for ProviderKind {
     }
 }
 
-/// The chosen provider's block.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ProviderConfig<'a> {
-    Pdns(&'a Pdns),
-    Webhook(&'a Webhook),
-    Cloudflare(&'a Cloudflare),
-    Hetzner(&'a Hetzner),
-    Aws(&'a Aws),
-    Google(&'a Google),
-    Azure(&'a Azure),
+/// The DNS provider external-dns writes to, with its settings: the block that
+/// `spec.dns.provider` chose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    Pdns(Pdns),
+    Webhook(Webhook),
+    Cloudflare(Cloudflare),
+    Hetzner(Hetzner),
+    Aws(Aws),
+    Google(Google),
+    Azure(Azure),
+}
+
+impl Provider {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Provider::Pdns(_) => ProviderKind::Pdns,
+            Provider::Webhook(_) => ProviderKind::Webhook,
+            Provider::Cloudflare(_) => ProviderKind::Cloudflare,
+            Provider::Hetzner(_) => ProviderKind::Hetzner,
+            Provider::Aws(_) => ProviderKind::Aws,
+            Provider::Google(_) => ProviderKind::Google,
+            Provider::Azure(_) => ProviderKind::Azure,
+        }
+    }
+}
+
+/// Serialized as the file writes it: `provider` and that provider's block.
+impl Serialize for Provider {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let kind = self.kind();
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("provider", &kind)?;
+        match self {
+            Provider::Pdns(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Webhook(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Cloudflare(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Hetzner(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Aws(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Google(x) => map.serialize_entry(kind.as_str(), x)?,
+            Provider::Azure(x) => map.serialize_entry(kind.as_str(), x)?,
+        }
+        map.end()
+    }
 }
 
 impl SecretKeyRef {
@@ -392,8 +468,8 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct Pdns {
     /// The PowerDNS API (http or https URL, no user info); `--pdns-server`.
-    #[schemars(example = &"http://powerdns.powerdns.svc:8081")]
-    pub api_url: String,
+    #[schemars(with = "String", example = &"http://powerdns.powerdns.svc:8081")]
+    pub api_url: ApiUrl,
     /// `--pdns-server-id` (external-dns defaults to `localhost`).
     #[schemars(example = &"localhost")]
     pub server_id: Option<String>,
@@ -410,8 +486,8 @@ pub struct Webhook {
     #[schemars(example = Image::example("ghcr.io/org/pdns-webhook", "v1.2.3"))]
     pub image: Image,
     /// The PowerDNS API (http or https URL, no user info); sidecar env `PDNS_API_URL`.
-    #[schemars(example = &"http://powerdns.powerdns.svc:8081")]
-    pub api_url: String,
+    #[schemars(with = "String", example = &"http://powerdns.powerdns.svc:8081")]
+    pub api_url: ApiUrl,
     /// Sidecar env `PDNS_SERVER_ID`.
     #[schemars(example = &"localhost")]
     pub server_id: Option<String>,
@@ -562,8 +638,8 @@ pub struct Verify {
     #[schemars(example = &"/run/secrets/pdns-api-key")]
     pub api_key_file: Option<String>,
     /// `ip:port` of the authoritative DNS listener to query.
-    #[schemars(example = &"127.0.0.1:53", example = &"[::1]:5353")]
-    pub nameserver: Option<String>,
+    #[schemars(with = "Option<String>", example = &"127.0.0.1:53", example = &"[::1]:5353")]
+    pub nameserver: Option<Nameserver>,
     /// Names that must be in PowerDNS, each under `spec.domain` or a domain filter.
     #[serde(default)]
     #[schemars(example = ["api.example.openova.io"])]

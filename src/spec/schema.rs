@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::load::EMBEDDED_DEFAULTS;
-use super::{API_VERSION, DEFAULT_WEBHOOK_PORT, KIND, ProviderKind, Sovereign};
+use super::{API_VERSION, DEFAULT_WEBHOOK_PORT, Dns, KIND, ProviderKind, Sovereign};
 use crate::external_dns::KNOWN_SOURCES;
 
 /// Where the repository commits the schema, relative to its root.
@@ -41,7 +41,7 @@ pub fn schema() -> Value {
         .with(|s| s.inline_subschemas = true)
         .for_deserialize()
         .into_generator()
-        .into_root_schema_for::<Sovereign>()
+        .into_root_schema_for::<Sovereign<Dns>>()
         .to_value();
     let defaults: Value =
         serde_saphyr::from_str(EMBEDDED_DEFAULTS).expect("the embedded defaults are YAML");

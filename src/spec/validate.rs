@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::checker::Checker;
-use super::formats::{self, Release, SemVer};
+use super::formats::{self, SemVer};
 use super::{
     API_VERSION, Aws, AwsCredentialsRef, Azure, Cloudflare, Dns, ExternalDns, Google, Hetzner,
-    KIND, Pdns, Probe, ProviderKind, ResourceList, Sovereign, Verify, Webhook,
+    KIND, Pdns, Probe, Provider, ProviderKind, ResourceList, Sovereign, Verify, Webhook,
 };
 use crate::apply::{MANAGED_BY_LABEL, SOVEREIGN_LABEL};
 use crate::external_dns::{
@@ -33,7 +33,9 @@ pub struct Report {
     pub warnings: Vec<Issue>,
 }
 
-pub fn validate(sovereign: &Sovereign) -> Report {
+/// Checks the decoded spec and, when it holds the chosen provider's block, gives the
+/// loaded spec with that [`Provider`]; the report's errors say what is wrong otherwise.
+pub fn validate(sovereign: Sovereign<Dns>) -> (Report, Option<Sovereign>) {
     let mut c = Checker::default();
     if sovereign.api_version != API_VERSION {
         c.error(
@@ -55,11 +57,11 @@ pub fn validate(sovereign: &Sovereign) -> Report {
     c.domain("spec.domain", &spec.domain);
     c.label("spec.cni", &spec.cni, 63);
     external_dns(&mut c, &spec.external_dns, &spec.domain);
-    dns(&mut c, &spec.dns);
+    let provider = dns(&mut c, spec.dns.clone());
     let mut zones = vec![spec.domain.as_str()];
     zones.extend(spec.external_dns.domain_filters.iter().map(String::as_str));
     verify(&mut c, &spec.verify, &zones);
-    c.report
+    (c.report, provider.map(|p| sovereign.with_provider(p)))
 }
 
 /// Labels the tool sets itself; a spec may not override them.
@@ -101,15 +103,6 @@ fn labels(c: &mut Checker, labels: &BTreeMap<String, String>) {
 
 fn external_dns(c: &mut Checker, e: &ExternalDns, domain: &str) {
     let p = "spec.externalDns";
-    let release = Release::parse_tag(&e.version);
-    if release.is_none() {
-        c.error(
-            &format!("{p}.version"),
-            format!("`{}` is not a release pin", e.version),
-            "`vMAJOR.MINOR.PATCH`, e.g. `v0.22.0`",
-        );
-    }
-
     let chart = &e.chart;
     c.label(&format!("{p}.chart.name"), &chart.name, 63);
     if SemVer::parse(&chart.version).is_none() {
@@ -213,7 +206,7 @@ fn external_dns(c: &mut Checker, e: &ExternalDns, domain: &str) {
             format!("`{}` is not an annotation prefix", e.annotation_prefix),
             "a DNS subdomain followed by `/`, e.g. `external-dns.alpha.kubernetes.io/`",
         );
-    } else if release.is_some_and(|r| r < ANNOTATION_PREFIX_FLAG_SINCE)
+    } else if e.version < ANNOTATION_PREFIX_FLAG_SINCE
         && e.annotation_prefix != LEGACY_ANNOTATION_PREFIX
     {
         c.error(
@@ -303,7 +296,8 @@ fn resources(c: &mut Checker, path: &str, r: &super::Resources) {
     }
 }
 
-fn dns(c: &mut Checker, dns: &Dns) {
+/// The chosen provider's block, checked; `None` (with the error recorded) when it is not set.
+fn dns(c: &mut Checker, dns: Dns) -> Option<Provider> {
     let chosen = dns.provider;
     for present in dns.present_blocks() {
         if present != chosen {
@@ -318,20 +312,22 @@ fn dns(c: &mut Checker, dns: &Dns) {
         }
     }
     let p = format!("spec.dns.{chosen}");
-    match dns.selected() {
+    let provider = dns.take_selected();
+    match &provider {
         None => c.error(
             &p,
             format!("spec.dns.provider is `{chosen}` but there is no `{chosen}` block"),
             format!("a spec.dns.{chosen} block ({})", required_fields(chosen)),
         ),
-        Some(super::ProviderConfig::Pdns(x)) => pdns(c, &p, x),
-        Some(super::ProviderConfig::Webhook(x)) => webhook(c, &p, x),
-        Some(super::ProviderConfig::Cloudflare(x)) => cloudflare(c, &p, x),
-        Some(super::ProviderConfig::Hetzner(x)) => hetzner(c, &p, x),
-        Some(super::ProviderConfig::Aws(x)) => aws(c, &p, x),
-        Some(super::ProviderConfig::Google(x)) => google(c, &p, x),
-        Some(super::ProviderConfig::Azure(x)) => azure(c, &p, x),
+        Some(Provider::Pdns(x)) => pdns(c, &p, x),
+        Some(Provider::Webhook(x)) => webhook(c, &p, x),
+        Some(Provider::Cloudflare(x)) => cloudflare(c, &p, x),
+        Some(Provider::Hetzner(x)) => hetzner(c, &p, x),
+        Some(Provider::Aws(x)) => aws(c, &p, x),
+        Some(Provider::Google(x)) => google(c, &p, x),
+        Some(Provider::Azure(x)) => azure(c, &p, x),
     }
+    provider
 }
 
 fn required_fields(kind: ProviderKind) -> &'static str {
@@ -347,7 +343,6 @@ fn required_fields(kind: ProviderKind) -> &'static str {
 }
 
 fn pdns(c: &mut Checker, p: &str, x: &Pdns) {
-    c.url(&format!("{p}.apiUrl"), &x.api_url, &["http", "https"]);
     if let Some(id) = &x.server_id {
         c.server_id(&format!("{p}.serverId"), id);
     }
@@ -356,7 +351,6 @@ fn pdns(c: &mut Checker, p: &str, x: &Pdns) {
 
 fn webhook(c: &mut Checker, p: &str, x: &Webhook) {
     c.image(&format!("{p}.image"), &x.image);
-    c.url(&format!("{p}.apiUrl"), &x.api_url, &["http", "https"]);
     if let Some(id) = &x.server_id {
         c.server_id(&format!("{p}.serverId"), id);
     }
@@ -494,15 +488,6 @@ fn verify(c: &mut Checker, v: &Verify, zones: &[&str]) {
             "an absolute file path such as `/run/secrets/pdns-api-key`",
         ),
         _ => {}
-    }
-    if let Some(ns) = &v.nameserver
-        && !formats::is_socket_addr(ns)
-    {
-        c.error(
-            &format!("{p}.nameserver"),
-            format!("`{ns}` is not an ip:port address"),
-            "an IP address and port such as `127.0.0.1:53` or `[::1]:53`",
-        );
     }
     for (i, host) in v.hostnames.iter().enumerate() {
         let path = format!("{p}.hostnames[{i}]");
