@@ -9,6 +9,8 @@ pub mod dns;
 pub mod exit;
 pub mod external_dns;
 pub mod health;
+#[cfg(test)]
+mod recorded;
 pub mod render;
 pub mod repair;
 pub mod report;

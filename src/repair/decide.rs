@@ -1,21 +1,5 @@
-//! `repair`: unsticks what a fresh cluster leaves stuck, touching only objects this tool
-//! owns, in the ways their controllers define for it.
-//!
-//! - A kit HelmRelease whose retries are exhausted (or that helm-controller otherwise
-//!   Stalled) gets what `flux reconcile helmrelease --reset` writes: the annotations
-//!   `reconcile.fluxcd.io/requestedAt` and `reconcile.fluxcd.io/resetAt` set to one fresh
-//!   token. helm-controller resets the failure counters only when the two are equal and
-//!   the token is new (helm-controller api/v2 `ShouldHandleResetRequest`), then tries
-//!   again. Any other HelmRelease that is not Ready gets only `requestedAt`: reconcile now
-//!   instead of at the next interval.
-//! - The Deployment Helm created for such a release gets `kubectl rollout restart` (the
-//!   pod template annotation `kubectl.kubernetes.io/restartedAt`) when its pods crash-loop
-//!   on its current template; see [`decide_restart`] for exactly when.
-//!
-//! Every write is a JSON merge patch under its own field manager, [`FIELD_MANAGER`], so
-//! the field ownership `apply` records (and its next run) are left as they were, and
-//! carries the UID of the object that was judged, so an object replaced in the meantime
-//! is not written (the apiserver rejects a UID change).
+//! What `repair` decides from the objects it read: pure functions, so each rule is a unit
+//! test.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -24,35 +8,12 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::core::Selector;
-use kube::{Api, Client};
-use serde_json::{Value, json};
+use kube::api::DynamicObject;
 
+use super::{RESTARTED_AT, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
 use crate::apply::{MANAGED_BY_LABEL, TOOL};
 use crate::health::judge::{Health, judge_helm_release, pod_name, pod_symptom};
 use crate::health::signatures::match_signatures;
-use crate::health::target::{helm_release_resource, selection};
-use crate::health::{PodSelection, Target, TargetKind};
-use crate::retry::{RetryError, RetryPolicy, list_selected, with_retry};
-
-/// The field manager of every repair write; `apply`'s is [`crate::apply::FIELD_MANAGER`].
-pub const FIELD_MANAGER: &str = "catalyst-bootstrap-repair";
-/// Flux (fluxcd/pkg apis/meta `ReconcileRequestAnnotation`): reconcile now.
-pub use crate::health::judge::RECONCILE_REQUEST_ANNOTATION as REQUESTED_AT;
-/// helm-controller (api/v2 `ResetRequestAnnotation`): reset the failure counters; only
-/// honoured when equal to [`REQUESTED_AT`].
-pub const RESET_AT: &str = "reconcile.fluxcd.io/resetAt";
-/// What `kubectl rollout restart` sets on the pod template (kubectl's
-/// polymorphichelpers/objectrestarter.go).
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
-/// Helm records the release owning each object it created in these annotations.
-pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
-pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
-/// The label charts give the pods of a release (see [`Target::with_release_pods`]).
-const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
-const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// A restart that did not help within this long is not repeated: the kubelet's crash
 /// back-off tops out at 5 minutes, so pods still crash-looping this soon after a fresh
@@ -107,7 +68,7 @@ impl RepairReport {
         self.actions.is_empty()
     }
 
-    fn skip(&mut self, resource: String, reason: impl Into<String>) {
+    pub(crate) fn skip(&mut self, resource: String, reason: impl Into<String>) {
         self.skipped.push(Skipped {
             resource,
             reason: reason.into(),
@@ -132,7 +93,7 @@ pub enum ReleaseRepair {
     },
 }
 
-fn is_ours(meta: &ObjectMeta) -> bool {
+pub(super) fn is_ours(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_BY_LABEL))
@@ -181,14 +142,14 @@ pub enum RestartDecision {
     },
 }
 
-fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a OwnerReference> {
+pub(super) fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a OwnerReference> {
     meta.owner_references
         .iter()
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == kind)
 }
 
-fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+pub(super) fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
@@ -301,244 +262,12 @@ pub fn decide_restart(
     RestartDecision::Restart { reason }
 }
 
-/// Repairs what can be repaired among `targets`, as [`decide_release`] and
-/// [`decide_restart`] decide. `now` gives the current time in RFC 3339 (e.g.
-/// `jiff::Timestamp::now().to_string()`): the token of Flux requests and the value of
-/// `restartedAt`. helm-controller handles a token once, so it must differ between runs.
-pub async fn repair(
-    client: &Client,
-    targets: &[Target],
-    policy: &RetryPolicy,
-    now: impl Fn() -> String,
-) -> Result<RepairReport, RetryError> {
-    let mut report = RepairReport::default();
-    for target in targets {
-        match target.kind {
-            TargetKind::HelmRelease => {
-                repair_release(client, target, policy, &now, &mut report).await?
-            }
-            TargetKind::Deployment => {
-                repair_deployment_target(client, target, policy, &now, &mut report).await?
-            }
-        }
-    }
-    Ok(report)
-}
-
-async fn repair_release(
-    client: &Client,
-    target: &Target,
-    policy: &RetryPolicy,
-    now: &impl Fn() -> String,
-    report: &mut RepairReport,
-) -> Result<(), RetryError> {
-    let resource = target.resource();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &target.namespace, &helm_release_resource());
-    let what = format!("get {resource}");
-    let Some(hr) = with_retry(policy, &what, || api.get_opt(&target.name)).await? else {
-        report.skip(resource, "not created: run `apply` first");
-        return Ok(());
-    };
-    let uid = hr.metadata.uid.as_deref();
-    let (action, reason, patch) = match decide_release(&hr) {
-        ReleaseRepair::Skip { reason } => {
-            report.skip(resource, reason);
-            return Ok(());
-        }
-        ReleaseRepair::None => (None, String::new(), Value::Null),
-        ReleaseRepair::RequestReconcile { reason } => (
-            Some(Action::RequestReconcile),
-            reason,
-            json!({"metadata": {"uid": uid, "annotations": { REQUESTED_AT: now() }}}),
-        ),
-        ReleaseRepair::ResetFailures { reason } => (
-            Some(Action::ResetFailures),
-            reason,
-            reset_patch(uid, &now()),
-        ),
-    };
-    if let Some(action) = action {
-        merge_patch(&api, &target.name, &resource, patch, policy).await?;
-        report.actions.push(RepairAction {
-            resource: resource.clone(),
-            action,
-            reason,
-        });
-    }
-    if let PodSelection::Labels { namespace, labels } = &target.pods
-        && let (Some(release), Some(selector)) =
-            (labels.get(INSTANCE_LABEL), selection(&target.pods))
-    {
-        restart_release_deployments(client, namespace, &selector, release, policy, now, report)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Finds the Deployments behind the release's pods (pod → ReplicaSet → Deployment) and
-/// restarts those Helm created for `release` when [`decide_restart`] says so.
-async fn restart_release_deployments(
-    client: &Client,
-    namespace: &str,
-    selector: &Selector,
-    release: &str,
-    policy: &RetryPolicy,
-    now: &impl Fn() -> String,
-    report: &mut RepairReport,
-) -> Result<(), RetryError> {
-    let pods = list_selected::<Pod>(client, namespace, selector, policy).await?;
-    let pod_owners: BTreeSet<&str> = pods
-        .iter()
-        .filter_map(|p| controller_of(&p.metadata, "ReplicaSet"))
-        .map(|o| o.name.as_str())
-        .collect();
-    if pod_owners.is_empty() {
-        return Ok(());
-    }
-    let replica_sets = list_selected::<ReplicaSet>(client, namespace, selector, policy).await?;
-    let deployments: BTreeSet<&str> = replica_sets
-        .iter()
-        .filter(|rs| {
-            rs.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| pod_owners.contains(n))
-        })
-        .filter_map(|rs| controller_of(&rs.metadata, "Deployment"))
-        .map(|o| o.name.as_str())
-        .collect();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    for name in deployments {
-        let resource = format!("Deployment {namespace}/{name}");
-        let what = format!("get {resource}");
-        let Some(d) = with_retry(policy, &what, || api.get_opt(name)).await? else {
-            continue;
-        };
-        let helm_release = annotation(&d.metadata, HELM_RELEASE_NAME);
-        let helm_namespace = annotation(&d.metadata, HELM_RELEASE_NAMESPACE);
-        if helm_release != Some(release) || helm_namespace != Some(namespace) {
-            // Not knowing the cause, stay quiet unless it would have been restarted.
-            if let RestartDecision::Restart { .. } = decide_restart(&d, &replica_sets, &pods, None)
-            {
-                report.skip(
-                    resource,
-                    format!(
-                        "its pods crash-loop, but Helm did not create it for release \
-                         {namespace}/{release} ({HELM_RELEASE_NAME}, {HELM_RELEASE_NAMESPACE})"
-                    ),
-                );
-            }
-            continue;
-        }
-        restart_if_warranted(client, &d, resource, policy, now, report).await?;
-    }
-    Ok(())
-}
-
-/// A Deployment target is repaired only when `apply` created it.
-async fn repair_deployment_target(
-    client: &Client,
-    target: &Target,
-    policy: &RetryPolicy,
-    now: &impl Fn() -> String,
-    report: &mut RepairReport,
-) -> Result<(), RetryError> {
-    let resource = target.resource();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
-    let what = format!("get {resource}");
-    let Some(d) = with_retry(policy, &what, || api.get_opt(&target.name)).await? else {
-        report.skip(resource, "not created: run `apply` first");
-        return Ok(());
-    };
-    if !is_ours(&d.metadata) {
-        report.skip(
-            resource,
-            format!("not managed by catalyst-bootstrap (no {MANAGED_BY_LABEL}={TOOL} label)"),
-        );
-        return Ok(());
-    }
-    restart_if_warranted(client, &d, resource, policy, now, report).await
-}
-
-async fn restart_if_warranted(
-    client: &Client,
-    d: &Deployment,
-    resource: String,
-    policy: &RetryPolicy,
-    now: &impl Fn() -> String,
-    report: &mut RepairReport,
-) -> Result<(), RetryError> {
-    let namespace = d.metadata.namespace.as_deref().unwrap_or_default();
-    let name = d.metadata.name.as_deref().unwrap_or_default();
-    let Some(selector) = d
-        .spec
-        .as_ref()
-        .and_then(|s| Selector::try_from(s.selector.clone()).ok())
-    else {
-        return Ok(());
-    };
-    let replica_sets = list_selected::<ReplicaSet>(client, namespace, &selector, policy).await?;
-    let pods = list_selected::<Pod>(client, namespace, &selector, policy).await?;
-    let stamp = now();
-    match decide_restart(d, &replica_sets, &pods, stamp.parse().ok()) {
-        RestartDecision::None => {}
-        RestartDecision::Skip { reason } => report.skip(resource, reason),
-        RestartDecision::Restart { reason } => {
-            let patch = json!({
-                "metadata": {"uid": d.metadata.uid},
-                "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
-            });
-            let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-            merge_patch(&api, name, &resource, patch, policy).await?;
-            report.actions.push(RepairAction {
-                resource,
-                action: Action::RolloutRestart,
-                reason,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// What `flux reconcile helmrelease --reset` writes, as a merge patch carrying the UID of
-/// the HelmRelease judged: `requestedAt` and `resetAt` set to one fresh `token`.
-pub(crate) fn reset_patch(uid: Option<&str>, token: &str) -> Value {
-    json!({"metadata": {"uid": uid, "annotations": { REQUESTED_AT: token, RESET_AT: token }}})
-}
-
-/// The parameters of every repair write: its own field manager.
-pub(crate) fn write_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    }
-}
-
-/// A merge patch of fixed values: repeating it after a lost answer changes nothing more.
-async fn merge_patch<K>(
-    api: &Api<K>,
-    name: &str,
-    resource: &str,
-    patch: Value,
-    policy: &RetryPolicy,
-) -> Result<(), RetryError>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let params = write_params();
-    let patch = Patch::Merge(&patch);
-    let what = format!("patch {resource}");
-    with_retry(policy, &what, || api.patch(name, &params, &patch)).await?;
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn hr(labels: Value, spec: Value, status: Value) -> DynamicObject {
+    pub(crate) fn hr(labels: Value, spec: Value, status: Value) -> DynamicObject {
         serde_json::from_value(json!({
             "apiVersion": "helm.toolkit.fluxcd.io/v2",
             "kind": "HelmRelease",
@@ -550,11 +279,11 @@ mod tests {
         .unwrap()
     }
 
-    fn ours() -> Value {
+    pub(crate) fn ours() -> Value {
         json!({MANAGED_BY_LABEL: TOOL})
     }
 
-    fn ready(status: &str, reason: &str, observed: i64) -> Value {
+    pub(crate) fn ready(status: &str, reason: &str, observed: i64) -> Value {
         json!({"type": "Ready", "status": status, "reason": reason, "message": "m",
                "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"})
     }
@@ -617,9 +346,13 @@ mod tests {
         ));
     }
 
-    const UID: &str = "d-uid";
+    pub(crate) const UID: &str = "d-uid";
 
-    fn deployment(paused: bool, observed: i64, restarted_at: Option<&str>) -> Deployment {
+    pub(crate) fn deployment(
+        paused: bool,
+        observed: i64,
+        restarted_at: Option<&str>,
+    ) -> Deployment {
         let annotations = restarted_at.map_or(json!({}), |at| json!({RESTARTED_AT: at}));
         serde_json::from_value(json!({
             "metadata": {"name": "external-dns", "namespace": "ns", "uid": UID, "generation": 2,
@@ -647,7 +380,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(name: &str, hash: &str, restarts: i32) -> Pod {
+    pub(crate) fn pod(name: &str, hash: &str, restarts: i32) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns",
                          "labels": {"app": "x", TEMPLATE_HASH_LABEL: hash},
@@ -663,7 +396,7 @@ mod tests {
         .unwrap()
     }
 
-    fn sets() -> Vec<ReplicaSet> {
+    pub(crate) fn sets() -> Vec<ReplicaSet> {
         vec![replica_set("old", "1", UID), replica_set("cur", "2", UID)]
     }
 
