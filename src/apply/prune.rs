@@ -112,3 +112,163 @@ async fn delete(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+
+    use http::Method;
+    use kube::discovery::ApiResource;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::recorded::{Seen, apiserver, exchange, not_found};
+
+    const CONFIGMAPS: &str = "/api/v1/namespaces/ns/configmaps";
+
+    fn resolved(kind: &str, plural: &str, namespaced: bool) -> (GroupKind, crds::Resolved) {
+        let resource = ApiResource {
+            group: String::new(),
+            version: "v1".to_owned(),
+            api_version: "v1".to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        };
+        (
+            GroupKind::new("", kind),
+            crds::Resolved {
+                resource,
+                namespaced,
+            },
+        )
+    }
+
+    fn object(kind: &str, name: &str, uid: &str, part_of: Option<&str>) -> Value {
+        let mut metadata = json!({"name": name, "uid": uid, "resourceVersion": "5"});
+        if kind != "Namespace" {
+            metadata["namespace"] = json!("ns");
+        }
+        if let Some(id) = part_of {
+            metadata["labels"] = json!({PART_OF_LABEL: id});
+        }
+        json!({"apiVersion": "v1", "kind": kind, "metadata": metadata})
+    }
+
+    fn list(items: Vec<Value>) -> Value {
+        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "9"},
+               "items": items})
+    }
+
+    /// Prunes a set whose current kit holds only ConfigMap ns/kept, with `script` answering.
+    async fn prune_with(
+        dry_run: bool,
+        script: Vec<crate::recorded::Exchange>,
+    ) -> (Vec<(String, Outcome)>, Vec<Seen>) {
+        let set = ApplySet::new("example", "ns");
+        let kinds: BTreeSet<GroupKind> = [
+            GroupKind::new("", "ConfigMap"),
+            GroupKind::new("", "Namespace"),
+        ]
+        .into();
+        let namespaces: BTreeSet<String> = ["ns".to_owned()].into();
+        let current: HashSet<Key> = [(
+            GroupKind::new("", "ConfigMap"),
+            Some("ns".to_owned()),
+            "kept".to_owned(),
+        )]
+        .into();
+        let known: HashMap<GroupKind, crds::Resolved> = [
+            resolved("ConfigMap", "configmaps", true),
+            resolved("Namespace", "namespaces", false),
+        ]
+        .into();
+        let scope = PruneScope {
+            set: &set,
+            kinds: &kinds,
+            namespaces: &namespaces,
+            current: &current,
+            known: &known,
+        };
+        let (client, answering) = apiserver(script);
+        let opts = ApplyOptions::new("example", "ns").with_dry_run(dry_run);
+        let results = prune(&client, &opts, &scope).await.unwrap();
+        drop(client);
+        let outcomes = results
+            .iter()
+            .map(|r| (r.name.clone(), r.outcome))
+            .collect();
+        (outcomes, answering.await.unwrap())
+    }
+
+    /// The lists of a set with one member gone from the kit, and `delete`'s answer to its
+    /// deletion when one is expected.
+    fn members(id: &str, delete: Option<(u16, Value)>) -> Vec<crate::recorded::Exchange> {
+        let mut script = vec![
+            exchange(
+                Method::GET,
+                CONFIGMAPS,
+                200,
+                list(vec![
+                    object("ConfigMap", "kept", "u-kept", Some(id)),
+                    object("ConfigMap", "gone", "u-gone", Some(id)),
+                    // Listed although the selector should have left it out: still not ours.
+                    object("ConfigMap", "foreign", "u-foreign", Some("applyset-other")),
+                    object("ConfigMap", "unlabelled", "u-unlabelled", None),
+                ]),
+            ),
+            exchange(
+                Method::GET,
+                "/api/v1/namespaces",
+                200,
+                list(vec![object("Namespace", "old-ns", "u-ns", Some(id))]),
+            ),
+        ];
+        if let Some((status, answer)) = delete {
+            let path = format!("{CONFIGMAPS}/gone");
+            script.insert(1, exchange(Method::DELETE, &path, status, answer));
+        }
+        script
+    }
+
+    #[tokio::test]
+    async fn a_member_that_left_the_kit_is_deleted_with_its_uid_and_nothing_else_is() {
+        let id = ApplySet::new("example", "ns").id;
+        let deleted = object("ConfigMap", "gone", "u-gone", Some(&id));
+        let (outcomes, seen) = prune_with(false, members(&id, Some((200, deleted)))).await;
+        assert_eq!(
+            outcomes,
+            [
+                ("gone".to_owned(), Outcome::Pruned),
+                ("old-ns".to_owned(), Outcome::Orphaned)
+            ]
+        );
+        assert_eq!(
+            seen[0].query("labelSelector"),
+            Some(format!("applyset.kubernetes.io%2Fpart-of%3D{id}").as_str())
+        );
+        assert_eq!(seen[1].body["preconditions"], json!({"uid": "u-gone"}));
+        assert_eq!(seen[1].body["propagationPolicy"], json!("Background"));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_lists_and_deletes_nothing() {
+        let id = ApplySet::new("example", "ns").id;
+        let (outcomes, seen) = prune_with(true, members(&id, None)).await;
+        assert_eq!(
+            outcomes,
+            [
+                ("gone".to_owned(), Outcome::WouldPrune),
+                ("old-ns".to_owned(), Outcome::Orphaned)
+            ]
+        );
+        assert!(seen.iter().all(|s| s.method == Method::GET), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_member_already_gone_counts_as_pruned() {
+        let id = ApplySet::new("example", "ns").id;
+        let gone = not_found("configmaps", "gone");
+        let (outcomes, _) = prune_with(false, members(&id, Some((404, gone)))).await;
+        assert_eq!(outcomes[0], ("gone".to_owned(), Outcome::Pruned));
+    }
+}
