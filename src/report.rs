@@ -7,13 +7,61 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::retry::RetryPolicy;
+
+/// Where a phase sends its typed events (apply's, the retries', the health wait's and
+/// the DNS proof's): a callback the command installs, usually one that hands them to the
+/// [`Reporter`]. The default sends them nowhere; clones share the callback.
+pub struct Sink<E>(Option<Callback<E>>);
+
+type Callback<E> = Arc<dyn Fn(&E) + Send + Sync>;
+
+impl<E> Sink<E> {
+    pub fn new(callback: impl Fn(&E) + Send + Sync + 'static) -> Self {
+        Sink(Some(Arc::new(callback)))
+    }
+
+    pub fn emit(&self, event: &E) {
+        if let Some(callback) = &self.0 {
+            callback(event);
+        }
+    }
+
+    /// Emits the event `make` builds, building it only when someone listens.
+    pub fn emit_with(&self, make: impl FnOnce() -> E) {
+        if let Some(callback) = &self.0 {
+            callback(&make());
+        }
+    }
+}
+
+impl<E> Default for Sink<E> {
+    fn default() -> Self {
+        Sink(None)
+    }
+}
+
+impl<E> Clone for Sink<E> {
+    fn clone(&self) -> Self {
+        Sink(self.0.clone())
+    }
+}
+
+impl<E> std::fmt::Debug for Sink<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Sink"
+        } else {
+            "Sink(none)"
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -12,7 +12,8 @@ use catalyst_bootstrap::apply::{
     ID_LABEL, MANAGED_BY_LABEL, Outcome, PART_OF_LABEL, SOVEREIGN_LABEL, TOOLING_ANNOTATION,
 };
 use catalyst_bootstrap::exit::Exit;
-use catalyst_bootstrap::retry::{self, RetryError, RetryPolicy};
+use catalyst_bootstrap::report::Sink;
+use catalyst_bootstrap::retry::{self, RetryError, RetryEvent, RetryPolicy};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -601,14 +602,14 @@ async fn a_missing_crd_is_waited_for_until_it_is_installed() {
     let heard = waiting.clone();
     let opts = options(&unique("sov"), &ns)
         .with_crd_timeout(Duration::from_secs(90))
-        .with_events(move |e| {
+        .on_event(Sink::new(move |e: &ApplyEvent| {
             if let ApplyEvent::WaitingForCrd(missing) = e {
                 heard
                     .lock()
                     .unwrap()
                     .push(format!("{} from {}", missing.crd, missing.installer));
             }
-        });
+        }));
 
     // Install the CRD once the apply has started waiting for it.
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
@@ -804,7 +805,9 @@ async fn an_unreachable_apiserver_is_retried_until_the_budget_is_spent() {
     let policy = RetryPolicy::default()
         .with_delays(Duration::from_millis(50), Duration::from_millis(500))
         .with_unreachable_budget(Duration::from_secs(2))
-        .with_observer(move |_| *counted.lock().unwrap() += 1);
+        .on_event(Sink::new(move |_: &RetryEvent| {
+            *counted.lock().unwrap() += 1
+        }));
     let ns = unique("cb-down");
     let opts = ApplyOptions::new(unique("sov"), &ns).with_retry(policy.clone());
     let started = Instant::now();

@@ -14,6 +14,7 @@ use catalyst_bootstrap::dns::{
     VerifyOptions,
 };
 use catalyst_bootstrap::exit::Exit;
+use catalyst_bootstrap::report::Sink;
 use catalyst_bootstrap::spec::Sovereign;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
@@ -61,9 +62,7 @@ fn options(ns: &str, timeout: Duration) -> (VerifyOptions, Events) {
         scope: Scope {
             namespace: Some(ns.to_owned()),
         },
-        on_event: Some(Arc::new(move |e: &DnsEvent| {
-            sink.lock().unwrap().push(e.clone())
-        })),
+        events: Sink::new(move |e: &DnsEvent| sink.lock().unwrap().push(e.clone())),
         ..VerifyOptions::default()
     };
     (opts, events)

@@ -12,6 +12,7 @@ use catalyst_bootstrap::health::pressure::Pressure;
 use catalyst_bootstrap::health::{
     EventState, HealthError, HealthEvent, Logs, Target, WaitOptions, wait_until_healthy,
 };
+use catalyst_bootstrap::report::Sink;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{
@@ -176,9 +177,9 @@ fn start_wait(
     opts: WaitOptions,
 ) -> (Wait, mpsc::UnboundedReceiver<HealthEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let opts = opts.on_event(move |e| {
+    let opts = opts.on_event(Sink::new(move |e: &HealthEvent| {
         let _ = tx.send(e.clone());
-    });
+    }));
     let client = client.clone();
     let handle = tokio::spawn(async move { wait_until_healthy(&client, &targets, &opts).await });
     (handle, rx)

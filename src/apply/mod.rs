@@ -6,7 +6,6 @@
 //! Every apiserver call goes through [`crate::retry`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -15,6 +14,7 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use thiserror::Error;
 
 use crate::exit::Exit;
+use crate::report::Sink;
 use crate::retry::{RetryError, RetryPolicy, with_retry};
 
 mod applyset;
@@ -39,8 +39,6 @@ pub const FIELD_MANAGER: &str = "catalyst-bootstrap";
 /// How long to wait for an unserved kind's CRD by default.
 pub const DEFAULT_CRD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
-type EventSink = Arc<dyn Fn(&ApplyEvent<'_>) + Send + Sync>;
-
 /// Who owns the objects, and how to apply them.
 #[derive(Clone)]
 pub struct ApplyOptions {
@@ -53,7 +51,7 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     pub crd_timeout: Duration,
     pub retry: RetryPolicy,
-    on_event: Option<EventSink>,
+    events: Sink<ApplyEvent>,
 }
 
 impl ApplyOptions {
@@ -64,7 +62,7 @@ impl ApplyOptions {
             dry_run: false,
             crd_timeout: DEFAULT_CRD_TIMEOUT,
             retry: RetryPolicy::default(),
-            on_event: None,
+            events: Sink::default(),
         }
     }
 
@@ -83,16 +81,10 @@ impl ApplyOptions {
         self
     }
 
-    /// Called as the apply progresses, e.g. to print or emit NDJSON events.
-    pub fn with_events(mut self, sink: impl Fn(&ApplyEvent<'_>) + Send + Sync + 'static) -> Self {
-        self.on_event = Some(Arc::new(sink));
+    /// Where the apply's events go as it progresses, e.g. to print or emit NDJSON events.
+    pub fn on_event(mut self, sink: Sink<ApplyEvent>) -> Self {
+        self.events = sink;
         self
-    }
-
-    fn emit(&self, event: ApplyEvent<'_>) {
-        if let Some(sink) = &self.on_event {
-            sink(&event);
-        }
     }
 }
 
@@ -158,12 +150,12 @@ impl ApplyReport {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum ApplyEvent<'a> {
+#[derive(Debug, Clone)]
+pub enum ApplyEvent {
     /// A kind is not served yet; the wait for its CRD has started.
-    WaitingForCrd(&'a MissingCrd),
+    WaitingForCrd(MissingCrd),
     /// An object was applied or pruned (or would be).
-    Object(&'a ObjectResult),
+    Object(ObjectResult),
 }
 
 /// Why an apply failed. [`ApplyError::exit`] maps each to the tool's exit code.
@@ -317,7 +309,7 @@ pub async fn apply(
         if opts.dry_run && result.outcome == Outcome::Created {
             would_create.insert(result.name.clone());
         }
-        opts.emit(ApplyEvent::Object(&result));
+        opts.events.emit_with(|| ApplyEvent::Object(result.clone()));
         objects.push(result);
     }
     if !opts.dry_run {
@@ -327,7 +319,7 @@ pub async fn apply(
     }
     for member in others {
         let result = apply_one(client, policy, member, opts.dry_run, &would_create).await?;
-        opts.emit(ApplyEvent::Object(&result));
+        opts.events.emit_with(|| ApplyEvent::Object(result.clone()));
         objects.push(result);
     }
 
@@ -401,7 +393,10 @@ async fn resolve_all<'a>(
                     &desired.gvk,
                     &desired.file_name,
                     opts.crd_timeout,
-                    |missing| opts.emit(ApplyEvent::WaitingForCrd(missing)),
+                    |missing| {
+                        opts.events
+                            .emit_with(|| ApplyEvent::WaitingForCrd(missing.clone()))
+                    },
                 )
                 .await?;
                 cache.insert(&desired.gvk, r.clone());

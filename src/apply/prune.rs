@@ -78,7 +78,7 @@ pub(super) async fn prune(
                     delete(policy, &api, &result, obj.uid()).await?;
                     result.outcome = Outcome::Pruned;
                 }
-                opts.emit(ApplyEvent::Object(&result));
+                opts.events.emit_with(|| ApplyEvent::Object(result.clone()));
                 out.push(result);
             }
         }

@@ -8,7 +8,7 @@ use clap::Args;
 use super::session::Session;
 use super::{CommandError, Outcome, RunArgs, SpecArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome as Applied};
-use crate::report::{self, Phase, Reporter};
+use crate::report::{self, Phase, Reporter, Sink};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -73,7 +73,7 @@ pub async fn apply_kit(session: &Session, mode: Mode) -> Result<String, CommandE
     .with_dry_run(dry_run)
     .with_crd_timeout(session.crd_timeout)
     .with_retry(session.retry.clone())
-    .with_events(move |event| match event {
+    .on_event(Sink::new(move |event: &ApplyEvent| match event {
         ApplyEvent::WaitingForCrd(missing) => sink.event(
             Phase::Apply,
             Some(&missing.crd),
@@ -95,7 +95,7 @@ pub async fn apply_kit(session: &Session, mode: Mode) -> Result<String, CommandE
                 );
             }
         }
-    });
+    }));
     let report = apply::apply(&session.client, &session.prepared.desired, &options).await?;
     for object in &report.objects {
         let reporter = &session.reporter;

@@ -15,8 +15,8 @@ use crate::connect::{self, ClusterConfig};
 use crate::dns;
 use crate::health::Target;
 use crate::render::{self, Kit};
-use crate::report::{self, Phase, Reporter};
-use crate::retry::RetryPolicy;
+use crate::report::{self, Phase, Reporter, Sink};
+use crate::retry::{RetryEvent, RetryPolicy};
 use crate::spec::{self, Sovereign};
 
 #[derive(Debug, Args)]
@@ -223,7 +223,7 @@ fn retry_policy(unreachable_timeout: Duration, reporter: &Arc<Reporter>) -> Retr
     let reporter = reporter.clone();
     RetryPolicy::default()
         .with_unreachable_budget(unreachable_timeout)
-        .with_observer(move |event| {
+        .on_event(Sink::new(move |event: &RetryEvent| {
             let message = format!(
                 "retrying in {:.1}s, failing for {}s: {}",
                 event.delay.as_secs_f64(),
@@ -232,10 +232,10 @@ fn retry_policy(unreachable_timeout: Duration, reporter: &Arc<Reporter>) -> Retr
             );
             reporter.event(
                 Phase::Retry,
-                Some(event.what),
+                Some(&event.what),
                 "retrying",
                 &message,
                 Some(event.attempt),
             );
-        })
+        }))
 }

@@ -11,7 +11,7 @@ use super::session::Session;
 use super::{CommandError, Outcome, RunArgs, SpecArgs};
 use crate::dns;
 use crate::health;
-use crate::report::{Phase, Reporter};
+use crate::report::{Phase, Reporter, Sink};
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
@@ -75,7 +75,7 @@ pub async fn wait_and_prove(
         .with_timeout(timeout)
         .with_retry_policy(&session.retry)
         .with_backoff_cut(backoff == Backoff::Cut)
-        .on_event(move |event| {
+        .on_event(Sink::new(move |event: &health::HealthEvent| {
             let state = serde_json::to_value(event.state)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -87,7 +87,7 @@ pub async fn wait_and_prove(
                 &event.message,
                 None,
             );
-        });
+        }));
     let targets = &session.prepared.targets;
     let (report, verified) =
         health::wait_then_watch(&session.client, targets, &options, |healthy| {
@@ -120,7 +120,7 @@ async fn prove_dns(
     timeout: Duration,
 ) -> Result<String, CommandError> {
     let sink = session.reporter.clone();
-    let sink: dns::DnsEventSink = Arc::new(move |event: &dns::DnsEvent| {
+    let sink = Sink::new(move |event: &dns::DnsEvent| {
         sink.event(
             Phase::Dns,
             Some(&event.hostname),
@@ -132,7 +132,7 @@ async fn prove_dns(
     let options = dns::VerifyOptions {
         timeout,
         run_started: std::time::SystemTime::now() - session.reporter.elapsed(),
-        on_event: Some(sink),
+        events: sink,
         policy: session.retry.clone(),
         ..dns::VerifyOptions::default()
     };

@@ -16,7 +16,6 @@ pub mod txt;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -26,6 +25,7 @@ use thiserror::Error;
 
 use crate::exit::Exit;
 use crate::health::clock::WaitClock;
+use crate::report::Sink;
 use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule};
 use crate::spec::Sovereign;
 
@@ -331,14 +331,12 @@ pub struct DnsEvent {
     pub message: String,
 }
 
-pub type DnsEventSink = Arc<dyn Fn(&DnsEvent) + Send + Sync>;
-
 #[derive(Clone)]
 pub struct VerifyOptions {
     pub timeout: Duration,
     /// A sync must be later than this to count as fresh (metrics).
     pub run_started: SystemTime,
-    pub on_event: Option<DnsEventSink>,
+    pub events: Sink<DnsEvent>,
     /// Limits which objects the expected records come from (tests: one namespace).
     pub scope: Scope,
     pub policy: RetryPolicy,
@@ -351,7 +349,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             timeout: Duration::from_secs(5 * 60),
             run_started: SystemTime::now(),
-            on_event: None,
+            events: Sink::default(),
             scope: Scope::default(),
             policy: RetryPolicy::default(),
             query_timeout: Duration::from_secs(3),
@@ -493,10 +491,8 @@ pub async fn verify_until_synced(
             );
         let mut now: BTreeMap<String, Verdict> = BTreeMap::new();
         for (key, verdict, rec) in subjects {
-            if last.get(&key) != Some(verdict)
-                && let Some(sink) = &opts.on_event
-            {
-                sink(&DnsEvent {
+            if last.get(&key) != Some(verdict) {
+                opts.events.emit_with(|| DnsEvent {
                     hostname: key.clone(),
                     state: verdict.state().to_owned(),
                     message: match rec {

@@ -2,7 +2,6 @@
 //! report, and its errors with their exit codes.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -10,9 +9,8 @@ use thiserror::Error;
 use super::diagnose::Diagnosis;
 use super::pressure::Pressure;
 use crate::exit::Exit;
+use crate::report::Sink;
 use crate::retry::RetryPolicy;
-
-pub type EventSink = Arc<dyn Fn(&HealthEvent) + Send + Sync>;
 
 /// Budgets and reporting of [`wait_until_healthy`].
 #[derive(Clone)]
@@ -28,7 +26,7 @@ pub struct WaitOptions {
     /// Watch reconnection and reachability-probe delays: first and largest.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    pub on_event: Option<EventSink>,
+    pub events: Sink<HealthEvent>,
     /// Whether the wait may replace a pod of the kit's release that waits out a long
     /// kubelet back-off after the apiserver calmed down (`up` and `repair`; never `wait`).
     pub cut_backoff: bool,
@@ -46,7 +44,7 @@ impl Default for WaitOptions {
             grace: Duration::from_secs(60),
             reconnect_min: policy.min_delay,
             reconnect_max: policy.max_delay,
-            on_event: None,
+            events: Sink::default(),
             cut_backoff: false,
             pressure: policy.pressure().clone(),
         }
@@ -91,8 +89,9 @@ impl WaitOptions {
         self
     }
 
-    pub fn on_event(mut self, sink: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
-        self.on_event = Some(Arc::new(sink));
+    /// Where the wait's events go: a state change of a target, a wait for the apiserver.
+    pub fn on_event(mut self, sink: Sink<HealthEvent>) -> Self {
+        self.events = sink;
         self
     }
 }

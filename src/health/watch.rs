@@ -163,14 +163,12 @@ impl<'a> Engine<'a> {
     }
 
     pub(super) fn emit(&self, resource: String, state: EventState, message: String, now: Instant) {
-        if let Some(sink) = &self.opts.on_event {
-            sink(&HealthEvent {
-                resource,
-                state,
-                message,
-                elapsed: self.clock.elapsed(now),
-            });
-        }
+        self.opts.events.emit(&HealthEvent {
+            resource,
+            state,
+            message,
+            elapsed: self.clock.elapsed(now),
+        });
     }
 
     /// The run so far, as a successful wait reports it.

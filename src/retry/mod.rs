@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use backon::Retryable;
 
 use crate::health::pressure::Pressure;
+use crate::report::Sink;
 
 mod classify;
 mod client;
@@ -60,19 +61,18 @@ impl Stats {
     }
 }
 
-/// What an observer hears before each retry: enough for a progress line or an NDJSON event.
+/// What is told before each retry: enough for a progress line or an NDJSON event.
 #[derive(Debug, Clone)]
-pub struct RetryEvent<'a> {
-    pub what: &'a str,
+pub struct RetryEvent {
+    pub what: String,
     /// The attempt that just failed, from 1.
     pub attempt: u32,
     pub delay: Duration,
     /// How long the failures have lasted so far.
     pub failing_for: Duration,
-    pub error: &'a kube::Error,
+    /// What the failed attempt got, as the client words it.
+    pub error: String,
 }
-
-type Observer = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
 
 /// Backoff parameters, the failure budget and the shared counters.
 #[derive(Clone)]
@@ -83,7 +83,7 @@ pub struct RetryPolicy {
     /// How long consecutive transient failures may last before [`RetryError::Unreachable`].
     pub unreachable_budget: Duration,
     stats: Arc<Stats>,
-    observer: Option<Observer>,
+    events: Sink<RetryEvent>,
     pressure: Pressure,
 }
 
@@ -94,7 +94,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(10),
             unreachable_budget: Duration::from_secs(5 * 60),
             stats: Arc::default(),
-            observer: None,
+            events: Sink::default(),
             pressure: Pressure::default(),
         }
     }
@@ -123,12 +123,10 @@ impl RetryPolicy {
         self
     }
 
-    /// Called before every retry, e.g. to report "apiserver unreachable, retrying".
-    pub fn with_observer(
-        mut self,
-        observer: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.observer = Some(Arc::new(observer));
+    /// Where an event goes before every retry, e.g. to report "apiserver unreachable,
+    /// retrying".
+    pub fn on_event(mut self, sink: Sink<RetryEvent>) -> Self {
+        self.events = sink;
         self
     }
 
@@ -198,15 +196,13 @@ where
     })
     .notify(|e, delay| {
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        if let Some(observer) = &policy.observer {
-            observer(&RetryEvent {
-                what,
-                attempt: attempts.get(),
-                delay,
-                failing_for: first_failure.get().map_or(Duration::ZERO, |t| t.elapsed()),
-                error: e,
-            });
-        }
+        policy.events.emit_with(|| RetryEvent {
+            what: what.to_owned(),
+            attempt: attempts.get(),
+            delay,
+            failing_for: first_failure.get().map_or(Duration::ZERO, |t| t.elapsed()),
+            error: e.to_string(),
+        });
     })
     .await;
 
@@ -447,9 +443,9 @@ mod tests {
         let seen = events.clone();
         let policy = quick()
             .with_unreachable_budget(Duration::from_millis(60))
-            .with_observer(move |_| {
+            .on_event(Sink::new(move |_: &RetryEvent| {
                 seen.fetch_add(1, Ordering::Relaxed);
-            });
+            }));
         let started = Instant::now();
         let err = with_retry(&policy, "list things", || async {
             Err::<(), _>(io(std::io::ErrorKind::ConnectionRefused))
