@@ -171,132 +171,120 @@ const EXAMPLE: &str = concat!(
     "/clusters/example/sovereign.yaml"
 );
 
-#[tokio::test]
-async fn command_line_mistakes_exit_2_with_one_message() {
+/// Command-line mistakes: exit 2 and one `error:` line naming what was wrong. The wording
+/// around the name is clap's; where the message is ours (durations), it is asserted.
+fn command_line_mistakes() -> Vec<Case> {
     let spec = EXAMPLE;
-    let cases = vec![
+    vec![
         case(
             "unknown command",
             &["deploy", "--spec", spec],
             2,
-            &["unrecognized subcommand 'deploy'", "'apply'"],
+            &["'deploy'"],
         ),
         case(
             "misspelt flag",
             &["render", "--spek", spec],
             2,
-            &["unexpected argument '--spek'", "'--spec'"],
+            &["'--spek'"],
         ),
-        case(
-            "missing --spec",
-            &["render"],
-            2,
-            &["required arguments were not provided", "--spec <FILE>"],
-        ),
+        case("missing --spec", &["render"], 2, &["--spec <FILE>"]),
         case(
             "--spec without a value",
             &["render", "--spec"],
             2,
-            &["a value is required for '--spec <FILE>'"],
+            &["'--spec <FILE>'"],
         ),
         case(
             "unknown output format",
             &["apply", "--spec", spec, "--output", "yaml"],
             2,
-            &["invalid value 'yaml' for '--output <OUTPUT>'", "text, json"],
+            &["'yaml'", "'--output <OUTPUT>'"],
         ),
         case(
             "zero timeout",
             &["wait", "--spec", spec, "--timeout", "0s"],
             2,
-            &[
-                "invalid value '0s' for '--timeout <DURATION>'",
-                "positive duration",
-            ],
+            &["'0s'", "'--timeout <DURATION>'", "positive duration"],
         ),
         case(
             "timeout in words",
             &["up", "--spec", spec, "--timeout", "soon"],
             2,
-            &["invalid value 'soon' for '--timeout <DURATION>'"],
+            &["'soon'", "'--timeout <DURATION>'"],
         ),
         case(
             "timeout without a unit",
             &["repair", "--spec", spec, "--timeout", "10"],
             2,
-            &[
-                "invalid value '10' for '--timeout <DURATION>'",
-                "30s, 5m or 1h30m",
-            ],
+            &["'10'", "'--timeout <DURATION>'", "30s, 5m or 1h30m"],
         ),
         case(
             "negative unreachable timeout",
             &["apply", "--spec", spec, "--unreachable-timeout", "-5m"],
             2,
-            &["invalid value '-5m' for '--unreachable-timeout <DURATION>'"],
+            &["'-5m'", "'--unreachable-timeout <DURATION>'"],
         ),
         case(
             "zero CRD timeout",
             &["apply", "--spec", spec, "--crd-timeout", "0s"],
             2,
-            &["invalid value '0s' for '--crd-timeout <DURATION>'"],
+            &["'0s'", "'--crd-timeout <DURATION>'", "positive duration"],
         ),
         case(
             "cluster flag on render",
             &["render", "--spec", spec, "--kubeconfig", "kc"],
             2,
-            &["unexpected argument '--kubeconfig'"],
+            &["'--kubeconfig'"],
         ),
         case(
             "TLS flag on render",
             &["render", "--spec", spec, "--insecure-skip-tls-verify"],
             2,
-            &["unexpected argument '--insecure-skip-tls-verify'"],
+            &["'--insecure-skip-tls-verify'"],
         ),
         case(
             "value for a switch",
             &["apply", "--spec", spec, "--dry-run=maybe"],
             2,
-            &["unexpected value 'maybe' for '--dry-run'"],
+            &["'maybe'", "'--dry-run'"],
         ),
         case(
             "timeout on status",
             &["status", "--spec", spec, "--timeout", "1m"],
             2,
-            &["unexpected argument '--timeout'"],
+            &["'--timeout'"],
         ),
         case(
             "dry run on diff",
             &["diff", "--spec", spec, "--dry-run"],
             2,
-            &["unexpected argument '--dry-run'"],
+            &["'--dry-run'"],
         ),
         case(
             "--spec twice",
             &["render", "--spec", spec, "--spec", spec],
             2,
-            &["'--spec <FILE>' cannot be used multiple times"],
+            &["'--spec <FILE>'"],
         ),
         case(
             "stray argument",
             &["render", "--spec", spec, "extra"],
             2,
-            &["unexpected argument 'extra'"],
+            &["'extra'"],
         ),
         case(
             "--context without a value",
             &["apply", "--spec", spec, "--context"],
             2,
-            &["a value is required for '--context <NAME>'"],
+            &["'--context <NAME>'"],
         ),
-    ];
-    run_all(cases).await;
+    ]
 }
 
-#[tokio::test]
-async fn files_that_are_not_a_spec_exit_3_and_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Files that are not a spec (exit 3), and an output path in the way (exit 1), written
+/// into `d`.
+fn files_that_are_not_a_spec(d: &Path) -> Vec<Case> {
     let example = std::fs::read_to_string(EXAMPLE).unwrap();
     let write = |name: &str, bytes: &[u8]| {
         let path = d.join(name);
@@ -324,7 +312,7 @@ async fn files_that_are_not_a_spec_exit_3_and_write_nothing() {
             .replace("kind: Sovereign", "kind: [Sovereign")
             .as_bytes(),
     );
-    let cases = vec![
+    vec![
         case(
             "spec is a directory",
             &["render", "--spec", &folder],
@@ -395,14 +383,86 @@ async fn files_that_are_not_a_spec_exit_3_and_write_nothing() {
                 "error: cannot write {out_blocked}: File exists (os error 17)\n"
             )],
         ),
-    ];
-    run_all(cases).await;
-    assert_eq!(
-        std::fs::read(d.join("out-is-a-file")).unwrap(),
-        b"",
-        "the file in the way of --out was left alone"
-    );
+    ]
 }
+
+/// Runs the case of `name` in `cases`.
+async fn run_named(cases: Vec<Case>, name: &str) {
+    let case = cases
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case named {name:?}"));
+    run_all(vec![case]).await;
+}
+
+/// One test per case of a table, named so each runs alone, and a test that every case of
+/// the table has its test.
+macro_rules! one_test_per_case {
+    ($module:ident, $table:expr, { $($test:ident: $name:literal,)* }) => {
+        mod $module {
+            use super::*;
+
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    run_case($name).await;
+                }
+            )*
+
+            #[test]
+            fn every_case_has_its_own_test() {
+                let tested = [$($name),*];
+                let dir = tempfile::tempdir().unwrap();
+                let table: fn(&Path) -> Vec<Case> = $table;
+                let all: Vec<String> = table(dir.path()).into_iter().map(|c| c.name).collect();
+                assert_eq!(tested.as_slice(), all.as_slice());
+            }
+
+            async fn run_case(name: &str) {
+                let dir = tempfile::tempdir().unwrap();
+                let table: fn(&Path) -> Vec<Case> = $table;
+                run_named(table(dir.path()), name).await;
+                // No case may write into a file that stands where its output would go.
+                if let Ok(blocked) = std::fs::read(dir.path().join("out-is-a-file")) {
+                    assert_eq!(blocked, b"", "the file in the way of --out was left alone");
+                }
+            }
+        }
+    };
+}
+
+one_test_per_case!(command_line_mistakes_exit_2_with_one_message, |_| command_line_mistakes(), {
+    unknown_command: "unknown command",
+    misspelt_flag: "misspelt flag",
+    missing_spec: "missing --spec",
+    spec_without_a_value: "--spec without a value",
+    unknown_output_format: "unknown output format",
+    zero_timeout: "zero timeout",
+    timeout_in_words: "timeout in words",
+    timeout_without_a_unit: "timeout without a unit",
+    negative_unreachable_timeout: "negative unreachable timeout",
+    zero_crd_timeout: "zero CRD timeout",
+    cluster_flag_on_render: "cluster flag on render",
+    tls_flag_on_render: "TLS flag on render",
+    value_for_a_switch: "value for a switch",
+    timeout_on_status: "timeout on status",
+    dry_run_on_diff: "dry run on diff",
+    spec_twice: "--spec twice",
+    stray_argument: "stray argument",
+    context_without_a_value: "--context without a value",
+});
+
+one_test_per_case!(files_that_are_not_a_spec_exit_3_and_write_nothing, files_that_are_not_a_spec, {
+    spec_is_a_directory: "spec is a directory",
+    spec_is_not_utf8: "spec is not UTF-8",
+    tab_indentation: "tab indentation",
+    two_documents: "two documents",
+    binary_file: "binary file",
+    unclosed_flow_sequence: "unclosed flow sequence, position of the error",
+    defaults_file_missing: "defaults file missing",
+    defaults_file_is_a_directory: "defaults file is a directory",
+    out_is_an_existing_file: "--out is an existing file",
+});
 
 /// A Sovereign of the world in a namespace of its own, which no case may create.
 fn world_spec(world: &World, dir: &Path, prefix: &str) -> (String, String) {
