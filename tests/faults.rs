@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::{Value, json};
 use support::fault_proxy::{Fault, FaultProxy, ProxyStats, Upstream, Window};
 use support::{World, lb_service, unique};
@@ -118,15 +118,11 @@ impl Scenario {
         let selector = format!("catalyst.openova.io/sovereign={}", self.name);
         for m in &kit.manifests {
             let want: Value = serde_saphyr::from_str(&m.yaml).unwrap();
-            let (group, version) = m
-                .api_version
-                .rsplit_once('/')
-                .unwrap_or(("", &m.api_version));
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &m.kind));
+            let ar = ApiResource::from_gvk(&m.object.gvk);
             let listed = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
                 .list(&ListParams::default().labels(&selector))
                 .await
-                .unwrap_or_else(|e| panic!("list {}: {e}", m.kind));
+                .unwrap_or_else(|e| panic!("list {}: {e}", m.kind()));
             let found: Vec<(Option<String>, Option<String>)> = listed
                 .items
                 .iter()
@@ -134,17 +130,17 @@ impl Scenario {
                 .collect();
             assert_eq!(
                 found,
-                vec![(m.namespace.clone(), Some(m.name.clone()))],
+                vec![(m.namespace().map(str::to_owned), Some(m.name().to_owned()))],
                 "{} of the kit exists exactly once",
-                m.kind
+                m.kind()
             );
             let live = serde_json::to_value(&listed.items[0]).unwrap();
             assert_subset(
                 &want["metadata"]["labels"],
                 &live["metadata"]["labels"],
-                &m.kind,
+                m.kind(),
             );
-            assert_subset(&want["spec"], &live["spec"], &m.kind);
+            assert_subset(&want["spec"], &live["spec"], m.kind());
         }
     }
 

@@ -342,17 +342,12 @@ fn every_object_carries_the_kit_labels() {
 #[test]
 fn manifests_describe_their_objects() {
     let kit = kit("cilium", "", PDNS);
+    let api_versions: Vec<String> = kit.manifests.iter().map(|m| m.api_version()).collect();
     let identity: Vec<(&str, &str, &str, Option<&str>)> = kit
         .manifests
         .iter()
-        .map(|m| {
-            (
-                m.api_version.as_str(),
-                m.kind.as_str(),
-                m.name.as_str(),
-                m.namespace.as_deref(),
-            )
-        })
+        .zip(&api_versions)
+        .map(|(m, api_version)| (api_version.as_str(), m.kind(), m.name(), m.namespace()))
         .collect();
     assert_eq!(
         identity,
@@ -685,4 +680,34 @@ fn committed_example_kit_is_up_to_date() {
     on_disk.sort();
     let expected: Vec<String> = kit.manifests.iter().map(|m| m.file_name.clone()).collect();
     assert_eq!(on_disk, expected, "stale files in the kit; {regenerate}");
+}
+
+#[test]
+fn the_kit_hands_apply_its_objects_and_the_wait_its_release() {
+    let kit = kit("cilium", "", PDNS);
+    // The objects are parsed once, while rendering; they are what its text says.
+    let reparsed = catalyst_bootstrap::apply::parse(
+        kit.manifests
+            .iter()
+            .map(|m| (m.file_name.as_str(), m.yaml.as_str())),
+    )
+    .unwrap();
+    assert_eq!(kit.desired().unwrap(), reparsed);
+    let releases: Vec<(Option<&str>, &str)> = kit
+        .manifests
+        .iter()
+        .filter(|m| m.kind() == "HelmRelease")
+        .map(|m| (m.namespace(), m.name()))
+        .collect();
+    let targets: Vec<(Option<&str>, &str)> = kit
+        .targets
+        .iter()
+        .map(|t| (Some(t.namespace.as_str()), t.name.as_str()))
+        .collect();
+    assert_eq!(targets, releases);
+    assert!(
+        kit.targets
+            .iter()
+            .all(|t| t.kind == catalyst_bootstrap::health::TargetKind::HelmRelease)
+    );
 }

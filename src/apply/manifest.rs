@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::ApplyError;
 
 /// One object of the kit, as the manifest describes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     /// The file (or other source) the document came from, for error messages.
     pub file_name: String,
@@ -68,7 +68,6 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
     for (file_name, yaml) in docs {
         let bad = |message: String| ApplyError::Manifest {
             file: file_name.to_owned(),
@@ -77,61 +76,71 @@ where
         let values: Vec<Value> =
             serde_saphyr::from_multiple(yaml).map_err(|e| bad(format!("not valid YAML: {e}")))?;
         for value in values.into_iter().filter(|v| !v.is_null()) {
-            let desired = object(file_name, value).map_err(bad)?;
-            let key = (
-                desired.gvk.group.clone(),
-                desired.gvk.kind.clone(),
-                desired.namespace().map(str::to_owned),
-                desired.name().to_owned(),
-            );
-            if !seen.insert(key) {
-                return Err(bad(format!(
-                    "{} appears more than once in the kit",
-                    desired.describe()
-                )));
-            }
-            out.push(desired);
+            out.push(Desired::from_value(file_name, value).map_err(bad)?);
         }
     }
-    out.sort_by_key(Desired::rank);
-    Ok(out)
+    in_apply_order(out)
 }
 
-fn object(file_name: &str, value: Value) -> Result<Desired, String> {
-    if !value.is_object() {
-        return Err("a document is not a mapping".to_owned());
+/// The objects sorted by [`rank`] (stable), refusing an object given twice.
+pub fn in_apply_order(mut objects: Vec<Desired>) -> Result<Vec<Desired>, ApplyError> {
+    let mut seen = HashSet::new();
+    for desired in &objects {
+        let key = (
+            desired.gvk.group.as_str(),
+            desired.gvk.kind.as_str(),
+            desired.namespace(),
+            desired.name(),
+        );
+        if !seen.insert(key) {
+            return Err(ApplyError::Manifest {
+                file: desired.file_name.clone(),
+                message: format!("{} appears more than once in the kit", desired.describe()),
+            });
+        }
     }
-    let text = |pointer: &str| {
-        value
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let api_version = text("/apiVersion").ok_or("a document has no apiVersion")?;
-    let kind = text("/kind").ok_or("a document has no kind")?;
-    if text("/metadata/name").is_none() {
-        return Err(format!("a {kind} has no metadata.name"));
+    objects.sort_by_key(Desired::rank);
+    Ok(objects)
+}
+
+impl Desired {
+    /// The object of one parsed document from `file_name`; the error says what it lacks.
+    pub fn from_value(file_name: &str, value: Value) -> Result<Desired, String> {
+        if !value.is_object() {
+            return Err("a document is not a mapping".to_owned());
+        }
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let api_version = text("/apiVersion").ok_or("a document has no apiVersion")?;
+        let kind = text("/kind").ok_or("a document has no kind")?;
+        if text("/metadata/name").is_none() {
+            return Err(format!("a {kind} has no metadata.name"));
+        }
+        if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
+            return Err(format!(
+                "{kind}: lists are not supported, give each object its own document"
+            ));
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        if version.is_empty() || version.contains('/') {
+            return Err(format!(
+                "{kind}: apiVersion {api_version:?} is not group/version"
+            ));
+        }
+        let gvk = GroupVersionKind::gvk(group, version, &kind);
+        let object: DynamicObject = serde_json::from_value(value)
+            .map_err(|e| format!("{kind}: not a Kubernetes object: {e}"))?;
+        Ok(Desired {
+            file_name: file_name.to_owned(),
+            gvk,
+            object,
+        })
     }
-    if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
-        return Err(format!(
-            "{kind}: lists are not supported, give each object its own document"
-        ));
-    }
-    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-    if version.is_empty() || version.contains('/') {
-        return Err(format!(
-            "{kind}: apiVersion {api_version:?} is not group/version"
-        ));
-    }
-    let gvk = GroupVersionKind::gvk(group, version, &kind);
-    let object: DynamicObject = serde_json::from_value(value)
-        .map_err(|e| format!("{kind}: not a Kubernetes object: {e}"))?;
-    Ok(Desired {
-        file_name: file_name.to_owned(),
-        gvk,
-        object,
-    })
 }
 
 #[cfg(test)]

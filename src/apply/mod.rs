@@ -30,7 +30,7 @@ pub use applyset::{
     PART_OF_LABEL, SOVEREIGN_LABEL, TOOL, TOOLING_ANNOTATION, applyset_id, tooling,
 };
 pub use crds::{CrdSource, KNOWN_CRDS, MissingCrd};
-pub use manifest::{Desired, parse, rank};
+pub use manifest::{Desired, in_apply_order, parse, rank};
 
 /// The one field manager of every write. A fixed name keeps field ownership stable across
 /// runs and versions of the tool.

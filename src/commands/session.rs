@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CommandError;
-use crate::apply::{self, Desired};
+use crate::apply::Desired;
 use crate::connect::{self, ClusterConfig};
 use crate::dns;
 use crate::health::Target;
@@ -124,34 +124,13 @@ pub struct Prepared {
 
 pub fn prepare(spec: &SpecArgs) -> Result<Prepared, CommandError> {
     let (sovereign, kit) = spec.render()?;
-    let desired = apply::parse(
-        kit.manifests
-            .iter()
-            .map(|m| (m.file_name.as_str(), m.yaml.as_str())),
-    )?;
+    let desired = kit.desired()?;
     Ok(Prepared {
-        targets: health_targets(&sovereign, &kit),
+        targets: kit.targets.clone(),
         sovereign,
         kit,
         desired,
     })
-}
-
-/// The kit's HelmRelease, and the pods its chart creates.
-fn health_targets(sovereign: &Sovereign, kit: &Kit) -> Vec<Target> {
-    let external_dns = &sovereign.spec.external_dns;
-    kit.manifests
-        .iter()
-        .filter(|m| m.kind == "HelmRelease")
-        .map(|m| {
-            let namespace = m.namespace.as_deref().unwrap_or(&external_dns.namespace);
-            Target::helm_release(namespace, &m.name).with_release_pods(
-                &external_dns.namespace,
-                &external_dns.release_name,
-                crate::external_dns::UPSTREAM_CHART,
-            )
-        })
-        .collect()
 }
 
 /// A prepared command connected to its cluster.

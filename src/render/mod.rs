@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::apply::{self, ApplyError, Desired};
+use crate::external_dns::UPSTREAM_CHART;
+use crate::health::Target;
 use crate::spec::Sovereign;
 
 mod context;
@@ -26,23 +29,23 @@ pub enum RenderError {
     Write { path: PathBuf, cause: io::Error },
 }
 
-/// The rendered manifests, in apply order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The rendered manifests, in the kit's file order, and what the health judgement looks at.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Kit {
     pub manifests: Vec<Manifest>,
+    /// The kit's HelmRelease, and the pods its chart creates.
+    pub targets: Vec<Target>,
 }
 
-/// One rendered manifest and the identity of the object it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rendered manifest: its text and the object it holds.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     /// e.g. `12-external-dns.yaml`.
     pub file_name: String,
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: Option<String>,
     /// The document, ending in a newline.
     pub yaml: String,
+    /// The object, as `apply` takes it.
+    pub object: Desired,
 }
 
 /// What [`Kit::write_to_dir`] did.
@@ -70,12 +73,21 @@ pub fn render(sovereign: &Sovereign) -> Result<Kit, RenderError> {
             })?;
         manifests.push(Manifest::from_yaml(file_name, yaml)?);
     }
-    Ok(Kit { manifests })
+    let e = &sovereign.spec.external_dns;
+    let release = Target::helm_release(&e.namespace, &e.release_name).with_release_pods(
+        &e.namespace,
+        &e.release_name,
+        UPSTREAM_CHART,
+    );
+    Ok(Kit {
+        manifests,
+        targets: vec![release],
+    })
 }
 
 impl Manifest {
-    /// Reads the rendered document back, which proves it is valid YAML, and takes the
-    /// object's identity from it.
+    /// Reads the rendered document back, which proves it is valid YAML holding one
+    /// Kubernetes object, and keeps that object for `apply`: the text is parsed once.
     fn from_yaml(file_name: &str, yaml: String) -> Result<Manifest, RenderError> {
         let invalid = |message: String| RenderError::InvalidYaml {
             template: file_name.to_owned(),
@@ -83,25 +95,37 @@ impl Manifest {
         };
         let doc: serde_json::Value =
             serde_saphyr::from_str(&yaml).map_err(|e| invalid(e.to_string()))?;
-        let text = |pointer: &str| {
-            doc.pointer(pointer)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let required =
-            |pointer: &str| text(pointer).ok_or_else(|| invalid(format!("no {pointer}")));
+        let object = Desired::from_value(file_name, doc).map_err(invalid)?;
         Ok(Manifest {
             file_name: file_name.to_owned(),
-            api_version: required("/apiVersion")?,
-            kind: required("/kind")?,
-            name: required("/metadata/name")?,
-            namespace: text("/metadata/namespace"),
             yaml,
+            object,
         })
+    }
+
+    pub fn api_version(&self) -> String {
+        self.object.gvk.api_version()
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.object.gvk.kind
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.name()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.object.namespace()
     }
 }
 
 impl Kit {
+    /// The kit's objects in apply order, as `apply` takes them.
+    pub fn desired(&self) -> Result<Vec<Desired>, ApplyError> {
+        apply::in_apply_order(self.manifests.iter().map(|m| m.object.clone()).collect())
+    }
+
     /// All manifests as one multi-document YAML stream.
     pub fn to_multi_doc(&self) -> String {
         self.manifests
