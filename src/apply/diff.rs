@@ -72,26 +72,22 @@ fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    fn obj(value: Value) -> DynamicObject {
-        serde_json::from_value(value).unwrap()
+    /// A ConfigMap as the server holds it at `generation`: its server fields change with it.
+    fn config_map(generation: i64, label: &str, data: Value, phase: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "resourceVersion": generation.to_string(), "uid": "u",
+                         "generation": generation, "labels": {"app.kubernetes.io/name": label}},
+            "data": data,
+            "status": {"phase": phase},
+        }))
+        .unwrap()
     }
 
     #[test]
     fn reports_changed_paths_and_ignores_server_fields() {
-        let before = obj(serde_json::json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "c", "resourceVersion": "1", "uid": "u", "generation": 1,
-                         "labels": {"app.kubernetes.io/name": "x"}},
-            "data": {"a": "1", "b": "2"},
-            "status": {"phase": "old"},
-        }));
-        let after = obj(serde_json::json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "c", "resourceVersion": "2", "uid": "u", "generation": 2,
-                         "labels": {"app.kubernetes.io/name": "y"}},
-            "data": {"a": "1", "c": "3"},
-            "status": {"phase": "new"},
-        }));
+        let before = config_map(1, "x", serde_json::json!({"a": "1", "b": "2"}), "old");
+        let after = config_map(2, "y", serde_json::json!({"a": "1", "c": "3"}), "new");
         assert_eq!(
             changed_paths(&before, &after),
             [
