@@ -692,7 +692,7 @@ fn the_kit_hands_apply_its_objects_and_the_wait_its_release() {
             .map(|m| (m.file_name.as_str(), m.yaml.as_str())),
     )
     .unwrap();
-    assert_eq!(kit.desired().unwrap(), reparsed);
+    assert_eq!(kit.clone().into_desired().unwrap().0, reparsed);
     let releases: Vec<(Option<&str>, &str)> = kit
         .manifests
         .iter()

@@ -114,7 +114,6 @@ impl From<OutputFormat> for report::Format {
 /// request: bad input is refused before anything is written.
 pub struct Prepared {
     pub sovereign: Sovereign,
-    pub kit: Kit,
     /// The kit's objects, in apply order.
     pub desired: Vec<Desired>,
     /// What the health judgement looks at: the kit's HelmRelease and the pods its chart
@@ -124,12 +123,11 @@ pub struct Prepared {
 
 pub fn prepare(spec: &SpecArgs) -> Result<Prepared, CommandError> {
     let (sovereign, kit) = spec.render()?;
-    let desired = kit.desired()?;
+    let (desired, targets) = kit.into_desired()?;
     Ok(Prepared {
-        targets: kit.targets.clone(),
         sovereign,
-        kit,
         desired,
+        targets,
     })
 }
 

@@ -121,9 +121,11 @@ impl Manifest {
 }
 
 impl Kit {
-    /// The kit's objects in apply order, as `apply` takes them.
-    pub fn desired(&self) -> Result<Vec<Desired>, ApplyError> {
-        apply::in_apply_order(self.manifests.iter().map(|m| m.object.clone()).collect())
+    /// The kit's objects in apply order, as `apply` takes them, and its health targets:
+    /// what a cluster command keeps of the kit.
+    pub fn into_desired(self) -> Result<(Vec<Desired>, Vec<Target>), ApplyError> {
+        let objects = self.manifests.into_iter().map(|m| m.object).collect();
+        Ok((apply::in_apply_order(objects)?, self.targets))
     }
 
     /// All manifests as one multi-document YAML stream.
