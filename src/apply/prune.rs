@@ -118,6 +118,7 @@ mod tests {
     use std::collections::{BTreeSet, HashMap, HashSet};
 
     use http::Method;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
     use kube::discovery::ApiResource;
     use serde_json::{Value, json};
 
@@ -126,16 +127,13 @@ mod tests {
 
     const CONFIGMAPS: &str = "/api/v1/namespaces/ns/configmaps";
 
-    fn resolved(kind: &str, plural: &str, namespaced: bool) -> (GroupKind, crds::Resolved) {
-        let resource = ApiResource {
-            group: String::new(),
-            version: "v1".to_owned(),
-            api_version: "v1".to_owned(),
-            kind: kind.to_owned(),
-            plural: plural.to_owned(),
-        };
+    fn resolved<K: kube::Resource<DynamicType = ()>>(
+        namespaced: bool,
+    ) -> (GroupKind, crds::Resolved) {
+        let resource = ApiResource::erase::<K>(&());
+        let kind = GroupKind::new(&resource.group, &resource.kind);
         (
-            GroupKind::new("", kind),
+            kind,
             crds::Resolved {
                 resource,
                 namespaced,
@@ -177,11 +175,8 @@ mod tests {
             "kept".to_owned(),
         )]
         .into();
-        let known: HashMap<GroupKind, crds::Resolved> = [
-            resolved("ConfigMap", "configmaps", true),
-            resolved("Namespace", "namespaces", false),
-        ]
-        .into();
+        let known: HashMap<GroupKind, crds::Resolved> =
+            [resolved::<ConfigMap>(true), resolved::<Namespace>(false)].into();
         let scope = PruneScope {
             set: &set,
             kinds: &kinds,
