@@ -283,6 +283,13 @@ pub(super) mod tests {
         json!({MANAGED_BY_LABEL: TOOL})
     }
 
+    /// The status of a release whose retries are exhausted: Ready False and Stalled.
+    pub(crate) fn stalled() -> Value {
+        json!({"conditions": [ready("False", "RetriesExceeded", 2),
+            {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": "x",
+             "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+    }
+
     pub(crate) fn ready(status: &str, reason: &str, observed: i64) -> Value {
         json!({"type": "Ready", "status": status, "reason": reason, "message": "m",
                "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"})
@@ -290,11 +297,8 @@ pub(super) mod tests {
 
     #[test]
     fn releases_are_reset_when_stalled_and_nudged_when_not_ready() {
-        let stalled = json!({"conditions": [ready("False", "RetriesExceeded", 2),
-            {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": "x",
-             "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         assert!(matches!(
-            decide_release(&hr(ours(), json!({}), stalled)),
+            decide_release(&hr(ours(), json!({}), stalled())),
             ReleaseRepair::ResetFailures { reason } if reason.starts_with("RetriesExceeded")
         ));
         // Failures beyond the remediation retries count as exhausted even without Stalled.

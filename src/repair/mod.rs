@@ -311,7 +311,7 @@ mod tests {
     use http::Method;
     use serde_json::{Value, json};
 
-    use super::decide::tests::{UID, deployment, hr, ours, pod, ready, sets};
+    use super::decide::tests::{UID, deployment, hr, ours, pod, sets, stalled};
     use super::*;
     use crate::recorded::{apiserver, exchange, not_found};
 
@@ -325,11 +325,8 @@ mod tests {
     }
 
     fn stalled_release(labels: Value) -> Value {
-        let status = json!({"conditions": [ready("False", "RetriesExceeded", 2),
-            {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": "x",
-             "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         with_uid(
-            serde_json::to_value(hr(labels, json!({}), status)).unwrap(),
+            serde_json::to_value(hr(labels, json!({}), stalled())).unwrap(),
             "hr-uid",
         )
     }
