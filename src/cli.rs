@@ -14,6 +14,21 @@ use crate::commands::wait::{Start, WaitArgs};
 use crate::commands::{self, Outcome, run_async};
 use crate::exit::Exit;
 
+/// A command's help epilogue: two runs of `catalyst-bootstrap COMMAND` on the example
+/// Sovereign, the second with `MORE`.
+macro_rules! spec_examples {
+    ($command:literal, $more:literal) => {
+        concat!(
+            "Examples:\n  catalyst-bootstrap ",
+            $command,
+            " --spec clusters/example/sovereign.yaml\n  catalyst-bootstrap ",
+            $command,
+            " --spec clusters/example/sovereign.yaml ",
+            $more
+        )
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "catalyst-bootstrap",
@@ -31,43 +46,29 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Render the bootstrap kit of a Sovereign as Kubernetes manifests.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap render --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap render --spec clusters/example/sovereign.yaml --out clusters/example/bootstrap-kit")]
+    #[command(after_help = spec_examples!("render", "--out clusters/example/bootstrap-kit"))]
     Render(RenderArgs),
     /// Server-side apply the kit to the cluster, pruning objects this tool applied earlier
     /// that the kit no longer holds.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap apply --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap apply --spec clusters/example/sovereign.yaml --dry-run --context staging")]
+    #[command(after_help = spec_examples!("apply", "--dry-run --context staging"))]
     Apply(ApplyArgs),
     /// Show what `apply` would change (server-side dry run), changing nothing.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap diff --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap diff --spec clusters/example/sovereign.yaml --output json")]
+    #[command(after_help = spec_examples!("diff", "--output json"))]
     Diff(DiffArgs),
     /// Wait until the kit's workloads are healthy: the HelmRelease Ready for its current
     /// generation and external-dns's pods not failing.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap wait --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap wait --spec clusters/example/sovereign.yaml --timeout 20m --output json")]
+    #[command(after_help = spec_examples!("wait", "--timeout 20m --output json"))]
     Wait(WaitArgs),
     /// Render, apply and wait: the one-shot command automation runs. Safe to rerun.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap up --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap up --spec clusters/example/sovereign.yaml --timeout 15m --output json")]
+    #[command(after_help = spec_examples!("up", "--timeout 15m --output json"))]
     Up(WaitArgs),
     /// Report the kit's current health once, changing nothing. Exit 0 when ready, 4 when
     /// something failed, 5 when something is still progressing or missing.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap status --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap status --spec clusters/example/sovereign.yaml --output json")]
+    #[command(after_help = spec_examples!("status", "--output json"))]
     Status(StatusArgs),
     /// Rerun `up`, first asking Flux to reconcile a HelmRelease that is not ready (resetting
     /// one whose retries are exhausted) and rollout-restarting a crash-looping external-dns.
-    #[command(after_help = "Examples:
-  catalyst-bootstrap repair --spec clusters/example/sovereign.yaml
-  catalyst-bootstrap repair --spec clusters/example/sovereign.yaml --timeout 20m")]
+    #[command(after_help = spec_examples!("repair", "--timeout 20m"))]
     Repair(WaitArgs),
     /// Print the JSON Schema (draft 2020-12) of a Sovereign file, for editors and manifest
     /// checkers. Needs no cluster.

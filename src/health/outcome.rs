@@ -13,7 +13,7 @@ use crate::report::Sink;
 use crate::retry::RetryPolicy;
 
 /// Budgets and reporting of [`wait_until_healthy`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WaitOptions {
     /// How long workloads may take to turn healthy, counting only time the apiserver
     /// answered.
@@ -48,19 +48,6 @@ impl Default for WaitOptions {
             cut_backoff: false,
             pressure: policy.pressure().clone(),
         }
-    }
-}
-
-impl Debug for WaitOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaitOptions")
-            .field("timeout", &self.timeout)
-            .field("unreachable_budget", &self.unreachable_budget)
-            .field("grace", &self.grace)
-            .field("reconnect_min", &self.reconnect_min)
-            .field("reconnect_max", &self.reconnect_max)
-            .field("cut_backoff", &self.cut_backoff)
-            .finish_non_exhaustive()
     }
 }
 

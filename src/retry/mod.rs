@@ -75,7 +75,7 @@ pub struct RetryEvent {
 }
 
 /// Backoff parameters, the failure budget and the shared counters.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// First delay; each retry doubles it up to `max_delay`.
     pub min_delay: Duration,
@@ -97,17 +97,6 @@ impl Default for RetryPolicy {
             events: Sink::default(),
             pressure: Pressure::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("min_delay", &self.min_delay)
-            .field("max_delay", &self.max_delay)
-            .field("unreachable_budget", &self.unreachable_budget)
-            .field("stats", &self.stats.snapshot())
-            .finish_non_exhaustive()
     }
 }
 

@@ -165,40 +165,47 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// external-dns's in-tree PowerDNS provider.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Pdns {
-    /// The PowerDNS API (http or https URL, no user info); `--pdns-server`.
-    #[schemars(with = "String", example = &"http://powerdns.powerdns.svc:8081")]
-    pub api_url: ApiUrl,
-    /// `--pdns-server-id` (external-dns defaults to `localhost`).
-    #[schemars(example = &"localhost")]
-    pub server_id: Option<String>,
-    /// The PowerDNS API key, passed as env `EXTERNAL_DNS_PDNS_API_KEY`.
-    #[schemars(example = SecretKeyRef::example("powerdns-api", "api-key"))]
-    pub api_key_secret_ref: SecretKeyRef,
+/// Declares a provider block that reaches a PowerDNS API: its own fields, then the three
+/// that say where the API is and which key it takes (one declaration for both blocks; the
+/// decoder's unknown-field check needs plain fields, so they cannot be a flattened struct).
+macro_rules! pdns_api_block {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $($(#[$field_attr])* pub $field: $ty,)*
+            /// The PowerDNS API: an http or https URL, no user info.
+            #[schemars(with = "String", example = &"http://powerdns.powerdns.svc:8081")]
+            pub api_url: ApiUrl,
+            /// The PowerDNS server id (PowerDNS's own default is `localhost`).
+            #[schemars(example = &"localhost")]
+            pub server_id: Option<String>,
+            /// The Secret key holding the PowerDNS API key.
+            #[schemars(example = SecretKeyRef::example("powerdns-api", "api-key"))]
+            pub api_key_secret_ref: SecretKeyRef,
+        }
+    };
 }
 
-/// A PowerDNS webhook provider running as a sidecar (a third-party image).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Webhook {
-    /// The sidecar's image.
-    #[schemars(example = Image::example("ghcr.io/org/pdns-webhook", "v1.2.3"))]
-    pub image: Image,
-    /// The PowerDNS API (http or https URL, no user info); sidecar env `PDNS_API_URL`.
-    #[schemars(with = "String", example = &"http://powerdns.powerdns.svc:8081")]
-    pub api_url: ApiUrl,
-    /// Sidecar env `PDNS_SERVER_ID`.
-    #[schemars(example = &"localhost")]
-    pub server_id: Option<String>,
-    /// The PowerDNS API key, sidecar env `PDNS_API_KEY`.
-    #[schemars(example = SecretKeyRef::example("powerdns-api", "api-key"))]
-    pub api_key_secret_ref: SecretKeyRef,
-    /// The port the sidecar serves the webhook API on, on localhost; not 7979 or 8080
-    /// (taken in the pod).
-    pub port: Option<u16>,
+pdns_api_block! {
+    /// external-dns's in-tree PowerDNS provider: the API as `--pdns-server`, the server id
+    /// as `--pdns-server-id`, the key as env `EXTERNAL_DNS_PDNS_API_KEY`.
+    pub struct Pdns {}
+}
+
+pdns_api_block! {
+    /// A PowerDNS webhook provider running as a sidecar (a third-party image): the API as
+    /// the sidecar's env `PDNS_API_URL`, the server id as `PDNS_SERVER_ID`, the key as
+    /// `PDNS_API_KEY`.
+    pub struct Webhook {
+        /// The sidecar's image.
+        #[schemars(example = Image::example("ghcr.io/org/pdns-webhook", "v1.2.3"))]
+        pub image: Image,
+        /// The port the sidecar serves the webhook API on, on localhost; not 7979 or 8080
+        /// (taken in the pod).
+        pub port: Option<u16>,
+    }
 }
 
 /// external-dns's default `--webhook-provider-url` port.
