@@ -40,7 +40,7 @@ pub const FIELD_MANAGER: &str = "catalyst-bootstrap";
 pub const DEFAULT_CRD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// Who owns the objects, and how to apply them.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// The Sovereign's name: labels every object and names the parent
     /// `catalyst-bootstrap-<sovereign>`. A DNS label.
@@ -85,18 +85,6 @@ impl ApplyOptions {
     pub fn on_event(mut self, sink: Sink<ApplyEvent>) -> Self {
         self.events = sink;
         self
-    }
-}
-
-impl std::fmt::Debug for ApplyOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApplyOptions")
-            .field("sovereign", &self.sovereign)
-            .field("parent_namespace", &self.parent_namespace)
-            .field("dry_run", &self.dry_run)
-            .field("crd_timeout", &self.crd_timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
     }
 }
 
@@ -509,4 +497,111 @@ async fn write_parent(
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The ApplySet parent's bookkeeping against recorded apiserver answers.
+
+    use http::Method;
+    use serde_json::json;
+
+    use super::*;
+    use crate::recorded::{Seen, apiserver, exchange};
+
+    const PARENT: &str = "/api/v1/namespaces/kube-system/configmaps/catalyst-bootstrap-demo";
+
+    fn kinds() -> BTreeSet<GroupKind> {
+        [
+            GroupKind::new("helm.toolkit.fluxcd.io", "HelmRelease"),
+            GroupKind::new("", "ConfigMap"),
+        ]
+        .into()
+    }
+
+    fn namespaces() -> BTreeSet<String> {
+        ["kube-system".to_owned(), "external-dns".to_owned()].into()
+    }
+
+    async fn write(
+        script: Vec<crate::recorded::Exchange>,
+    ) -> (Result<(), ApplyError>, Vec<Seen>, u64) {
+        let set = ApplySet::new("demo", "kube-system");
+        let mut policy = RetryPolicy::default();
+        policy.min_delay = Duration::from_millis(1);
+        policy.max_delay = Duration::from_millis(1);
+        let (client, answering) = apiserver(script);
+        let written = write_parent(&client, &policy, &set, &kinds(), &namespaces()).await;
+        drop(client);
+        let retries = policy.stats().snapshot().retries;
+        (
+            written,
+            answering.await.expect("the recorded apiserver"),
+            retries,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_parent_records_the_sets_kinds_and_other_namespaces_by_server_side_apply() {
+        let set = ApplySet::new("demo", "kube-system");
+        let stored = set.parent_body(&kinds(), &namespaces());
+        let (written, seen, retries) =
+            write(vec![exchange(Method::PATCH, PARENT, 200, stored)]).await;
+        written.expect("the parent is written");
+        assert_eq!(retries, 0);
+        let [patch] = seen.as_slice() else {
+            panic!("one request, got {seen:?}");
+        };
+        assert_eq!(patch.query("fieldManager"), Some(FIELD_MANAGER));
+        assert_eq!(patch.query("force"), Some("true"));
+        assert_eq!(
+            patch.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        let metadata = &patch.body["metadata"];
+        assert_eq!(metadata["name"], "catalyst-bootstrap-demo");
+        assert_eq!(metadata["labels"][ID_LABEL], set.id.as_str());
+        assert_eq!(metadata["labels"][SOVEREIGN_LABEL], "demo");
+        // Kinds sorted as text, as kubectl writes them; the parent's own namespace is not
+        // an additional one.
+        assert_eq!(
+            metadata["annotations"][GROUP_KINDS_ANNOTATION],
+            "ConfigMap,HelmRelease.helm.toolkit.fluxcd.io"
+        );
+        assert_eq!(
+            metadata["annotations"][NAMESPACES_ANNOTATION],
+            "external-dns"
+        );
+        assert_eq!(metadata["annotations"][TOOLING_ANNOTATION], tooling());
+    }
+
+    #[tokio::test]
+    async fn a_parent_write_answered_503_is_retried_and_one_refused_as_invalid_is_not() {
+        let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "message": "the server is currently unable to handle the request",
+                                 "reason": "ServiceUnavailable", "code": 503});
+        let stored = ApplySet::new("demo", "kube-system").parent_body(&kinds(), &namespaces());
+        let (written, seen, retries) = write(vec![
+            exchange(Method::PATCH, PARENT, 503, unavailable),
+            exchange(Method::PATCH, PARENT, 200, stored),
+        ])
+        .await;
+        written.expect("written on the second try");
+        assert_eq!((seen.len(), retries), (2, 1));
+        assert_eq!(seen[0].body, seen[1].body, "the same patch again");
+
+        let invalid = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                             "message": "ConfigMap \"catalyst-bootstrap-demo\" is invalid",
+                             "reason": "Invalid", "code": 422});
+        let (written, seen, retries) =
+            write(vec![exchange(Method::PATCH, PARENT, 422, invalid)]).await;
+        let err = written.expect_err("refused");
+        assert_eq!((seen.len(), retries), (1, 0));
+        assert_eq!(err.exit(), Exit::BadInput);
+        assert_eq!(
+            err.to_string(),
+            "record the ApplySet in ConfigMap kube-system/catalyst-bootstrap-demo: rejected as \
+             invalid: ConfigMap \"catalyst-bootstrap-demo\" is invalid"
+        );
+    }
 }
