@@ -1,5 +1,5 @@
 //! The test world's kubelet for the labelled pods of one namespace on the fake node, as
-//! tests/support/kubelet/mod.rs describes; scripts/demo starts it in the background. It
+//! tests/world/support/kubelet/mod.rs describes; scripts/demo starts it in the background. It
 //! runs the real external-dns for external-dns's image. Stops (killing its processes) on
 //! SIGINT or SIGTERM.
 //!
@@ -7,7 +7,7 @@
 //!
 //! with KUBECONFIG and EXTERNAL_DNS_BIN from `scripts/testenv env`.
 
-#[path = "../tests/support/kubelet/mod.rs"]
+#[path = "../tests/world/support/kubelet/mod.rs"]
 mod kubelet;
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@
 //!   `apiVersion`, `kind` or `metadata`, and is checked for shape alone);
 //! - `spec.dns.provider` chooses exactly one provider block (a `oneOf` keyed by it).
 //!
-//! tests/schema.rs holds the schema to the loader: every field, type, enum, default and
+//! tests/world/schema.rs holds the schema to the loader: every field, type, enum, default and
 //! required field is tried on both, and the committed `schema/sovereign.schema.json` must
 //! equal what this module prints.
 

@@ -2,11 +2,10 @@
 //! a real kube-apiserver with the Flux, Cilium and Gateway API CRDs. Every test works in its
 //! own namespace and Sovereign name, so they run in parallel.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{World, unique};
 use catalyst_bootstrap::apply::{
     self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport, Desired, GROUP_KINDS_ANNOTATION,
     ID_LABEL, MANAGED_BY_LABEL, Outcome, PART_OF_LABEL, SOVEREIGN_LABEL, TOOLING_ANNOTATION,
@@ -22,7 +21,6 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind,
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::{World, unique};
 
 /// A client built as the tool builds it: per-request timeouts and the Retry-After layer.
 async fn client_as(world: &World, impersonate: Option<&str>) -> Client {

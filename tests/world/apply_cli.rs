@@ -1,15 +1,13 @@
 //! `catalyst-bootstrap apply` and `diff` as automation runs them: the real binary against
 //! the test world's apiserver, judged by its output, its exit code and the cluster.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::{World, unique};
 use assert_cmd::Command;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::DeleteParams;
-use support::{World, unique};
 
 fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
     let out = Command::cargo_bin("catalyst-bootstrap")

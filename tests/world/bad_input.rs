@@ -5,15 +5,12 @@
 //! `--output json`, also in the closing result event), and every case that reaches a cluster
 //! must leave no kit object behind: bad input is never half-applied.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::future::join_all;
+use crate::support::{World, unique};
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{Value, json};
-use support::{World, unique};
 
 /// One run of the binary and what it must produce.
 struct Case {
@@ -49,23 +46,6 @@ impl Case {
         self.forbid.push(secret.to_owned());
         self
     }
-}
-
-/// Runs every case (concurrently: most wait on a timeout of a few seconds) and fails with
-/// the list of every case that did not behave.
-async fn run_all(cases: Vec<Case>) {
-    let failures: Vec<String> = join_all(cases.iter().map(run_one))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
 }
 
 async fn run_one(case: &Case) -> Option<String> {
@@ -386,13 +366,15 @@ fn files_that_are_not_a_spec(d: &Path) -> Vec<Case> {
     ]
 }
 
-/// Runs the case of `name` in `cases`.
+/// Runs the case of `name` in `cases`, failing with what it did not do as it should.
 async fn run_named(cases: Vec<Case>, name: &str) {
     let case = cases
         .into_iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no case named {name:?}"));
-    run_all(vec![case]).await;
+    if let Some(failure) = run_one(&case).await {
+        panic!("{failure}");
+    }
 }
 
 /// One test per case of a table, named so each runs alone, and a test that every case of
@@ -464,6 +446,95 @@ one_test_per_case!(files_that_are_not_a_spec_exit_3_and_write_nothing, files_tha
     out_is_an_existing_file: "--out is an existing file",
 });
 
+/// One test per case of a world table (an `async fn(&World, &kube::Client, &Path) ->
+/// WorldTable`), each building the table afresh and finishing it after its case (checking
+/// that nothing of the Sovereign was written, removing what the table made), and a test
+/// that every case of the table has its test.
+macro_rules! one_world_test_per_case {
+    ($module:ident, $table:path, { $($test:ident: $name:literal,)* }) => {
+        mod $module {
+            use super::*;
+
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    run_case($name).await;
+                }
+            )*
+
+            #[tokio::test]
+            async fn every_case_has_its_own_test() {
+                let tested = [$($name),*];
+                let world = World::from_env();
+                let client = world.kube().await;
+                let dir = tempfile::tempdir().unwrap();
+                let mut table = $table(&world, &client, dir.path()).await;
+                let all: Vec<String> = std::mem::take(&mut table.cases).into_iter().map(|c| c.name).collect();
+                table.finish(&client, "listing the cases").await;
+                assert_eq!(tested.as_slice(), all.as_slice());
+            }
+
+            async fn run_case(name: &str) {
+                let world = World::from_env();
+                let client = world.kube().await;
+                let dir = tempfile::tempdir().unwrap();
+                let mut table = $table(&world, &client, dir.path()).await;
+                run_named(std::mem::take(&mut table.cases), name).await;
+                table.finish(&client, name).await;
+            }
+        }
+    };
+}
+
+/// A table of cases on the world, the Sovereign they run for, and what finishing it after
+/// its cases checks and removes.
+struct WorldTable {
+    sovereign: String,
+    cases: Vec<Case>,
+    after: After,
+}
+
+enum After {
+    /// Nothing of the Sovereign may exist on the world's apiserver.
+    Untouched,
+    /// Nor on this second apiserver the cases ran against, stopped then.
+    UntouchedHereToo(Box<BareApiserver>),
+    /// Nothing of the Sovereign may exist; the restricted user of this namespace goes.
+    UntouchedWithoutReader(String),
+    /// The cases ran against an applied kit, which goes.
+    DeleteKit,
+}
+
+impl WorldTable {
+    async fn finish(self, client: &kube::Client, what: &str) {
+        let sovereign = &self.sovereign;
+        match self.after {
+            After::Untouched => assert_untouched(client, sovereign, what).await,
+            After::UntouchedHereToo(bare) => {
+                assert_untouched(&bare.client, sovereign, what).await;
+                assert_untouched(
+                    client,
+                    sovereign,
+                    &format!("{what} (the world's apiserver)"),
+                )
+                .await;
+            }
+            After::UntouchedWithoutReader(reader_ns) => {
+                assert_untouched(client, sovereign, what).await;
+                use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+                let _ = kube::Api::<ClusterRoleBinding>::all(client.clone())
+                    .delete(&reader_ns, &Default::default())
+                    .await;
+                let _ = kube::Api::<ClusterRole>::all(client.clone())
+                    .delete(&reader_ns, &Default::default())
+                    .await;
+                crate::support::delete_namespace(client, &reader_ns).await;
+            }
+            After::DeleteKit => crate::support::delete_namespace(client, sovereign).await,
+        }
+    }
+}
+
 /// A Sovereign of the world in a namespace of its own, which no case may create.
 fn world_spec(world: &World, dir: &Path, prefix: &str) -> (String, String) {
     let name = unique(prefix);
@@ -522,13 +593,9 @@ fn foreign_ca(dir: &Path) -> (PathBuf, PathBuf) {
     (crt, key)
 }
 
-#[tokio::test]
-async fn kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing() {
-    let world = World::from_env();
-    let client = world.kube().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (name, spec) = world_spec(&world, d, "badkc");
+/// Kubeconfig problems, each with its documented exit code, for the Sovereign `name`.
+async fn kubeconfig_problems(world: &World, _: &kube::Client, d: &Path) -> WorldTable {
+    let (name, spec) = world_spec(world, d, "badkc");
     let (ca, _) = foreign_ca(d);
     let foreign_ca = b64(&std::fs::read(&ca).unwrap());
     let token = format!("canary-{}", unique("token"));
@@ -542,7 +609,7 @@ async fn kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing(
         })
         .unwrap();
 
-    let kc = |file: &str, edit: &dyn Fn(&str) -> String| kubeconfig_variant(&world, d, file, edit);
+    let kc = |file: &str, edit: &dyn Fn(&str) -> String| kubeconfig_variant(world, d, file, edit);
     let empty = kc("empty", &|_| String::new());
     let unparsable = kc("unparsable", &|_| "apiVersion: v1\nclusters: [\n".into());
     let not_base64 = kc("not-base64", &|t| {
@@ -772,9 +839,34 @@ async fn kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing(
             &["the apiserver stayed unreachable"],
         ),
     ];
-    run_all(cases).await;
-    assert_untouched(&client, &name, "kubeconfig cases").await;
+    WorldTable {
+        sovereign: name,
+        cases,
+        after: After::Untouched,
+    }
 }
+
+one_world_test_per_case!(kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing, kubeconfig_problems, {
+    kubeconfig_missing: "kubeconfig missing",
+    kubeconfig_variable_names_a_missing_file: "$KUBECONFIG missing",
+    kubeconfig_empty: "kubeconfig empty",
+    kubeconfig_unparsable: "kubeconfig unparsable",
+    client_certificate_not_base64: "client certificate not base64",
+    client_certificate_broken: "client certificate broken",
+    client_key_broken: "client key broken",
+    certificate_authority_file_missing: "certificate authority file missing",
+    server_url_malformed: "server URL malformed",
+    unknown_context: "unknown --context",
+    current_context_names_no_context: "current-context names no context",
+    kubeconfig_skips_tls_verification_on_its_own: "kubeconfig skips TLS verification on its own",
+    wrong_certificate_authority_apply: "wrong certificate authority: apply",
+    wrong_certificate_authority_json: "wrong certificate authority: json",
+    wrong_certificate_authority_status: "wrong certificate authority: status",
+    wrong_certificate_authority_wait: "wrong certificate authority: wait",
+    token_refused: "token refused",
+    apiserver_unreachable: "apiserver unreachable",
+    apiserver_unreachable_json: "apiserver unreachable: json",
+});
 
 #[tokio::test]
 async fn skipping_tls_verification_takes_the_flag_and_warns() {
@@ -869,13 +961,10 @@ async fn bare_apiserver(world: &World, dir: &Path) -> BareApiserver {
     );
 }
 
-#[tokio::test]
-async fn missing_crds_end_the_wait_with_exit_5_naming_the_crd_and_write_nothing() {
-    let world = World::from_env();
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (name, spec) = world_spec(&world, d, "nocrd");
-    let bare = bare_apiserver(&world, d).await;
+/// Every command against an apiserver without the kit's CRDs.
+async fn missing_crds(world: &World, _: &kube::Client, d: &Path) -> WorldTable {
+    let (name, spec) = world_spec(world, d, "nocrd");
+    let bare = bare_apiserver(world, d).await;
     let run = |command: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [command, "--spec", &spec, "--kubeconfig", &bare.kubeconfig]
             .map(str::to_owned)
@@ -927,11 +1016,22 @@ async fn missing_crds_end_the_wait_with_exit_5_naming_the_crd_and_write_nothing(
             &["cannot watch", "is not installed; it comes from Flux"],
         ),
     ];
-    run_all(cases).await;
-    assert_untouched(&bare.client, &name, "missing CRDs").await;
-    let world_client = world.kube().await;
-    assert_untouched(&world_client, &name, "missing CRDs (the world's apiserver)").await;
+    WorldTable {
+        sovereign: name,
+        cases,
+        after: After::UntouchedHereToo(Box::new(bare)),
+    }
 }
+
+one_world_test_per_case!(missing_crds_end_the_wait_with_exit_5_naming_the_crd_and_write_nothing, missing_crds, {
+    apply: "apply",
+    apply_dry_run: "apply, dry run",
+    diff: "diff",
+    up: "up",
+    repair: "repair",
+    apply_json: "apply, json",
+    wait: "wait",
+});
 
 /// A ServiceAccount that may only read namespaces, and a kubeconfig with its token
 /// (TokenRequest), as a restricted user of the world.
@@ -943,7 +1043,7 @@ async fn restricted_kubeconfig(
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let ns = support::namespace(client, "bad-input-rbac").await;
+    let ns = crate::support::namespace(client, "bad-input-rbac").await;
     let sa: ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
     let accounts = kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns);
@@ -997,14 +1097,10 @@ async fn restricted_kubeconfig(
     (kubeconfig, token, ns)
 }
 
-#[tokio::test]
-async fn a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_created() {
-    let world = World::from_env();
-    let client = world.kube().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (name, spec) = world_spec(&world, d, "rbac");
-    let (kubeconfig, token, reader_ns) = restricted_kubeconfig(&world, &client, d).await;
+/// Every command as a user who may only read namespaces.
+async fn restricted_user(world: &World, client: &kube::Client, d: &Path) -> WorldTable {
+    let (name, spec) = world_spec(world, d, "rbac");
+    let (kubeconfig, token, reader_ns) = restricted_kubeconfig(world, client, d).await;
     let run = |command: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [command, "--spec", &spec, "--kubeconfig", &kubeconfig]
             .map(str::to_owned)
@@ -1062,28 +1158,27 @@ async fn a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_c
             &["permission denied: cannot watch", "is forbidden"],
         ),
     ];
-    run_all(cases).await;
-    assert_untouched(&client, &name, "restricted user").await;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let _ = kube::Api::<ClusterRoleBinding>::all(client.clone())
-        .delete(&reader_ns, &Default::default())
-        .await;
-    let _ = kube::Api::<ClusterRole>::all(client.clone())
-        .delete(&reader_ns, &Default::default())
-        .await;
-    support::delete_namespace(&client, &reader_ns).await;
+    WorldTable {
+        sovereign: name,
+        cases,
+        after: After::UntouchedWithoutReader(reader_ns),
+    }
 }
 
-/// The DNS proof's API key is input too: `up`, `repair` and `wait` refuse a missing one
-/// before their first request to the cluster, so nothing of the kit is written.
-#[tokio::test]
-async fn a_missing_powerdns_key_is_refused_before_the_first_request() {
-    let world = World::from_env();
-    let client = world.kube().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (name, spec) = world_spec(&world, d, "nokey");
-    let text = std::fs::read_to_string(&spec).unwrap();
+one_world_test_per_case!(a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_created, restricted_user, {
+    apply: "apply",
+    apply_dry_run: "apply, dry run",
+    diff: "diff",
+    apply_json: "apply, json",
+    up: "up",
+    repair: "repair",
+    status: "status",
+    wait: "wait",
+});
+
+/// The spec of `world_spec` reading the PowerDNS key from a file that does not exist.
+fn key_file_missing(spec: &str, d: &Path) -> String {
+    let text = std::fs::read_to_string(spec).unwrap();
     let env_line = "    apiKeyEnv: PDNS_API_KEY";
     assert!(text.contains(env_line), "{text}");
     let key_file = d.join("key-file.yaml");
@@ -1092,7 +1187,14 @@ async fn a_missing_powerdns_key_is_refused_before_the_first_request() {
         text.replace(env_line, "    apiKeyFile: /nonexistent/pdns-api-key"),
     )
     .unwrap();
-    let key_file = s(&key_file);
+    s(&key_file)
+}
+
+/// The DNS proof's API key is input too: `up`, `repair` and `wait` refuse a missing one
+/// before their first request to the cluster, so nothing of the kit is written.
+async fn missing_powerdns_keys(world: &World, _: &kube::Client, d: &Path) -> WorldTable {
+    let (name, spec) = world_spec(world, d, "nokey");
+    let key_file = key_file_missing(&spec, d);
     let mut cases = Vec::new();
     for command in ["up", "repair", "wait"] {
         let args = |spec: &str, extra: &[&str]| {
@@ -1124,8 +1226,32 @@ async fn a_missing_powerdns_key_is_refused_before_the_first_request() {
             )
         });
     }
-    run_all(cases).await;
-    // The JSON run's error is its result event, on stdout.
+    WorldTable {
+        sovereign: name,
+        cases,
+        after: After::Untouched,
+    }
+}
+
+one_world_test_per_case!(a_missing_powerdns_key_is_refused_before_the_first_request, missing_powerdns_keys, {
+    up_key_variable_unset: "up, key variable unset",
+    up_key_file_missing_json: "up, key file missing, json",
+    repair_key_variable_unset: "repair, key variable unset",
+    repair_key_file_missing_json: "repair, key file missing, json",
+    wait_key_variable_unset: "wait, key variable unset",
+    wait_key_file_missing_json: "wait, key file missing, json",
+});
+
+/// With `--output json` the refusal of a missing key is the result event, the only line on
+/// stdout.
+#[tokio::test]
+async fn a_missing_powerdns_key_in_json_is_the_only_event() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (name, spec) = world_spec(&world, d, "nokey-json");
+    let key_file = key_file_missing(&spec, d);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
         .args(["up", "--spec", &key_file, "--output", "json"])
         .output()
@@ -1176,17 +1302,13 @@ async fn healthy_kit(world: &World, client: &kube::Client, dir: &Path) -> (Strin
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    support::flux::play_healthy_release(client, &name).await;
+    crate::support::flux::play_healthy_release(client, &name).await;
     (name, spec)
 }
 
-#[tokio::test]
-async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_key() {
-    let world = World::from_env();
-    let client = world.kube().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (name, spec) = healthy_kit(&world, &client, d).await;
+/// `wait` and `up` on a healthy kit whose DNS proof cannot read PowerDNS, or may not.
+async fn powerdns_refusals(world: &World, client: &kube::Client, d: &Path) -> WorldTable {
+    let (name, spec) = healthy_kit(world, client, d).await;
     let text = std::fs::read_to_string(&spec).unwrap();
     let variant = |file: &str, from: &str, to: &str| {
         assert!(text.contains(from), "{from} in the spec");
@@ -1296,6 +1418,21 @@ async fn powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_k
             &["/nonexistent/pdns-api-key"],
         ),
     ];
-    run_all(cases).await;
-    support::delete_namespace(&client, &name).await;
+    WorldTable {
+        sovereign: name,
+        cases,
+        after: After::DeleteKit,
+    }
 }
+
+one_world_test_per_case!(powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_key, powerdns_refusals, {
+    wrong_key: "wrong key",
+    wrong_key_json: "wrong key, json",
+    wrong_key_up: "wrong key, up",
+    wrong_key_no_record_expected: "wrong key, no record expected",
+    unknown_server_id_no_record_expected: "unknown PowerDNS server id, no record expected",
+    powerdns_unreachable: "PowerDNS unreachable",
+    powerdns_certificate_not_trusted: "PowerDNS certificate not trusted",
+    key_variable_unset: "key variable unset",
+    key_file_missing: "key file missing",
+});

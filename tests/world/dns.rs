@@ -3,12 +3,11 @@
 //! hostnames, and scopes the derivation of expected records to its namespace
 //! (`VerifyOptions::scope`), so other tests' Services do not count.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{World, delete_namespace, lb_service, namespace, unique};
 use catalyst_bootstrap::dns::{
     self, DnsError, DnsEvent, ExpectedRecord, LikelyCause, PdnsClient, RecordType, Scope, Verdict,
     VerifyOptions,
@@ -20,7 +19,6 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{World, delete_namespace, lb_service, namespace, unique};
 
 /// The world's Sovereign with `edit` applied to its text and `extra` appended under spec.
 fn sovereign(
@@ -35,17 +33,6 @@ fn sovereign(
     let loaded = catalyst_bootstrap::spec::load(&path, None).expect("the test Sovereign loads");
     (loaded.sovereign, dir)
 }
-
-/// A LoadBalancer Service announcing `hostname`, with `targets` in its status, as a cloud
-/// load balancer would publish them.
-async fn run_external_dns_once(world: &World, ns: &str) {
-    let _writing = PDNS_WRITES.lock().await;
-    world.external_dns_once(ns).await;
-}
-
-/// PowerDNS's sqlite backend answers 500 when two writes meet ("database is locked"); the
-/// tests here serialize their writes (external-dns runs included).
-static PDNS_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Events = Arc<Mutex<Vec<DnsEvent>>>;
 
@@ -88,7 +75,7 @@ async fn after_a_real_external_dns_run_the_records_are_verified_and_served() {
     )
     .await
     .unwrap();
-    run_external_dns_once(&world, &ns).await;
+    world.external_dns_once(&ns).await;
 
     let extra = format!("    hostnames: [{host}]\n");
     let (sov, _dir) = sovereign(&world, |t| t, &extra);
@@ -260,7 +247,6 @@ async fn a_name_owned_by_another_owner_is_reported_and_left_alone() {
     let host = format!("{}.{}", unique("taken"), world.pdns_zone);
     lb_service(&client, &ns, "web", &host, "192.0.2.85").await;
     let pdns = world.pdns();
-    let writing = PDNS_WRITES.lock().await;
     let other = r#""heritage=external-dns,external-dns/owner=someone-else,external-dns/resource=service/x/y""#;
     pdns.replace_rrset(&world.pdns_zone, &format!("{host}."), "A", &["192.0.2.99"])
         .await;
@@ -271,7 +257,6 @@ async fn a_name_owned_by_another_owner_is_reported_and_left_alone() {
         &[other],
     )
     .await;
-    drop(writing);
 
     let (sov, _dir) = sovereign(&world, |t| t, "");
     let (opts, _) = options(&ns, Duration::from_secs(2));
@@ -318,7 +303,6 @@ async fn a_record_owned_in_the_old_txt_format_counts_as_owned() {
     let ours = format!(
         r#""heritage=external-dns,external-dns/owner=openova,external-dns/resource=service/{ns}/web""#
     );
-    let writing = PDNS_WRITES.lock().await;
     pdns.replace_rrset(&world.pdns_zone, &format!("{host}."), "A", &["192.0.2.86"])
         .await;
     // Only the v0.14-era name, without the type prefix.
@@ -329,7 +313,6 @@ async fn a_record_owned_in_the_old_txt_format_counts_as_owned() {
         &[&ours],
     )
     .await;
-    drop(writing);
 
     let (sov, _dir) = sovereign(&world, |t| t, "");
     let (opts, _) = options(&ns, Duration::from_secs(20));
@@ -369,7 +352,7 @@ async fn ten_thousand_records_are_verified_with_one_zone_read() {
     }
     let http = reqwest::Client::new();
     let zones_url = format!("{}/api/v1/servers/localhost/zones", world.pdns_api_url);
-    let writing = PDNS_WRITES.lock().await;
+    let writing = crate::support::pdns_writing().await;
     let resp = http
         .post(&zones_url)
         .header("X-API-Key", &world.pdns_api_key)

@@ -10,27 +10,20 @@
 //! Each scenario prints one `fault-matrix {json}` line (`cargo test --test faults --
 //! --nocapture`), the source of the table in docs/reliability.md.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::fault_proxy::{Fault, FaultProxy, ProxyStats, Upstream, Window};
+use crate::support::{World, lb_service, unique};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::{Value, json};
-use support::fault_proxy::{Fault, FaultProxy, ProxyStats, Upstream, Window};
-use support::{World, lb_service, unique};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::sync::{Notify, RwLock};
-
-/// Scenarios that stop a world process take it for writing; the others for reading.
-static WORLD: RwLock<()> = RwLock::const_new(());
-/// PowerDNS's sqlite backend refuses concurrent writes: one external-dns run at a time.
-static EXTERNAL_DNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use tokio::sync::Notify;
 
 /// The request budget README.md documents: at most this many apiserver requests in any
 /// 10 s, so on average at most a tenth of it per second over any run.
@@ -57,10 +50,7 @@ impl Scenario {
         let name = unique(prefix);
         let spec = world.sovereign_file(dir.path(), &name, "");
         let domain = format!("{name}.{}", world.pdns_zone);
-        {
-            let _writing = EXTERNAL_DNS.lock().await;
-            world.pdns().create_zone(&domain).await;
-        }
+        world.pdns().create_zone(&domain).await;
         Scenario {
             host: format!("web.{domain}"),
             world,
@@ -88,14 +78,14 @@ impl Scenario {
     /// exists: creates the chart's Deployment (kwok runs its pod) and a LoadBalancer Service
     /// announcing the scenario's hostname, and reports the release Ready.
     async fn install_like_flux_and_helm(&self) {
-        let releases = support::flux::helm_releases(&self.client, &self.name);
+        let releases = crate::support::flux::helm_releases(&self.client, &self.name);
         patiently("the kit's HelmRelease", || async {
             releases.get_opt("external-dns").await.ok().flatten()
         })
         .await;
-        support::flux::create_chart_deployment(&self.client, &self.name, json!({})).await;
+        crate::support::flux::create_chart_deployment(&self.client, &self.name, json!({})).await;
         lb_service(&self.client, &self.name, "web", &self.host, "192.0.2.90").await;
-        support::flux::write_release_status(
+        crate::support::flux::write_release_status(
             &self.client,
             &self.name,
             "external-dns",
@@ -106,7 +96,6 @@ impl Scenario {
 
     /// The real external-dns, once, over the scenario's namespace.
     async fn external_dns(&self) {
-        let _writing = EXTERNAL_DNS.lock().await;
         self.world.external_dns_once(&self.name).await;
     }
 
@@ -385,7 +374,7 @@ impl Drop for Thaw<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apiserver_frozen_for_60s_during_the_wait() {
-    let _world = WORLD.write().await;
+    crate::support::alone();
     let s = Scenario::new("fault-freeze").await;
     let (proxy, kubeconfig) = s.proxy(vec![]).await;
     let up = s.up(&kubeconfig);
@@ -423,7 +412,7 @@ async fn the_apiserver_frozen_for_60s_during_the_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apiserver_frozen_during_dns_verification_longer_than_the_timeout() {
-    let _world = WORLD.write().await;
+    crate::support::alone();
     let s = Scenario::new("fault-freeze-dns").await;
     let (proxy, kubeconfig) = s.proxy(vec![]).await;
     // The freeze outlasts --timeout: only time the apiserver answered may count against it.
@@ -464,7 +453,7 @@ async fn the_apiserver_frozen_during_dns_verification_longer_than_the_timeout() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apiserver_restarted_during_apply() {
-    let _world = WORLD.write().await;
+    crate::support::alone();
     let s = Scenario::new("fault-restart").await;
     // Latency stretches the apply to seconds, so the restart lands inside it.
     let (proxy, kubeconfig) = s
@@ -575,7 +564,7 @@ async fn connections_reset_black_holed_and_slowed_for_40s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn powerdns_stopped_for_30s_during_dns_verification() {
-    let _world = WORLD.write().await;
+    crate::support::alone();
     let s = Scenario::new("fault-pdns").await;
     let (proxy, kubeconfig) = s.proxy(vec![]).await;
     let up = s.up(&kubeconfig);
@@ -845,7 +834,6 @@ async fn real_429s_from_tiny_in_flight_limits_under_load() {
 /// tests at a time as there are cores, and these spend their time waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn throttling_resets_and_a_late_external_dns_at_once() {
-    let _world = WORLD.read().await;
     tokio::join!(
         half_of_all_requests_answered_429_or_503_for_two_minutes(),
         connections_reset_black_holed_and_slowed_for_40s(),
@@ -858,7 +846,6 @@ async fn throttling_resets_and_a_late_external_dns_at_once() {
 /// answered and counted as scheduled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_proxy_speaks_http2_and_injects_what_it_is_told() {
-    let _world = WORLD.read().await;
     let world = World::from_env();
     let proxy = FaultProxy::start(
         Upstream::world(&world),

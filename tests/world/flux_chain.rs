@@ -6,16 +6,14 @@
 //! writes the records into PowerDNS. Nothing here writes HelmRelease or pod status: Flux
 //! and the kubelet do.
 
-mod support;
-
+use crate::support::flux::{namespace_with_api_key, run};
+use crate::support::kubelet;
+use crate::support::{World, dns_query, flux, lb_service, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
-use support::flux::{namespace_with_api_key, run};
-use support::kubelet;
-use support::{World, dns_query, flux, lb_service, unique};
 
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.

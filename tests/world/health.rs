@@ -3,11 +3,10 @@
 //! pods labelled with `FAULT_LABEL`), and the tests themselves play Flux's helm-controller
 //! by writing HelmRelease status through the status subresource.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::support::{FAULT_LABEL, World, crash_loop_stage, unique};
 use catalyst_bootstrap::health::pressure::Pressure;
 use catalyst_bootstrap::health::{
     EventState, HealthError, HealthEvent, Logs, Target, WaitOptions, wait_until_healthy,
@@ -22,7 +21,6 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::{FAULT_LABEL, World, crash_loop_stage, unique};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -1,21 +1,19 @@
-//! The test world's kubelet (tests/support/kubelet): its back-off schedule, probe
+//! The test world's kubelet (tests/world/support/kubelet): its back-off schedule, probe
 //! thresholds and log handling on their own, and, on the world, a pod that crash-loops,
 //! recovers and is probed, restarted by its liveness probe and deleted, each observed only
 //! through the apiserver, as a client of a real node would see it.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::kubelet::{self, Image, Kubelet, KubeletConfig, SHELL_IMAGE};
+use crate::support::{World, namespace};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::kubelet::{self, Image, Kubelet, KubeletConfig, SHELL_IMAGE};
-use support::{World, namespace};
 
 /// A generous bound that only catches a hang.
 const HANG: Duration = Duration::from_secs(240);
@@ -477,7 +475,7 @@ while true; do sleep 0.2; done"#,
 
 // The pure parts, without the world.
 mod backoff {
-    use super::support::kubelet::backoff::*;
+    use crate::support::kubelet::backoff::*;
     use std::time::Duration;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
@@ -527,7 +525,7 @@ mod backoff {
 }
 
 mod probe {
-    use super::support::kubelet::probe::*;
+    use crate::support::kubelet::probe::*;
     use k8s_openapi::api::core::v1::Probe;
     use std::time::Duration;
 
@@ -601,7 +599,7 @@ mod probe {
 }
 
 mod logs {
-    use super::support::kubelet::logs::*;
+    use crate::support::kubelet::logs::*;
 
     #[test]
     fn cri_lines_carry_a_nanosecond_utc_timestamp_the_stream_and_the_full_tag() {
@@ -632,7 +630,7 @@ mod logs {
 }
 
 mod status {
-    use super::support::kubelet::status::*;
+    use crate::support::kubelet::status::*;
 
     fn pod(states: Vec<State>) -> Pod {
         let containers = states

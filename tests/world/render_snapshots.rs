@@ -2,14 +2,12 @@
 //! the parsed documents for the things the field failures taught (probes, timeout flag,
 //! Cilium policy) and for what must never happen (secrets in output, unlabelled objects).
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::kits::*;
 use catalyst_bootstrap::render::{self, Kit};
 use catalyst_bootstrap::spec;
 use serde_json::{Value, json};
-use support::kits::*;
 
 #[test]
 fn snapshot_of_each_provider() {

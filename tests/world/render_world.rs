@@ -3,18 +3,16 @@
 //! strict field validation), and the real external-dns binary accepts the
 //! arguments that the upstream chart produces from the rendered values.
 
-mod support;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::kits::*;
+use crate::support::{World, unique};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::pinned_kind;
 use serde_json::Value;
-use support::kits::*;
-use support::{World, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Every provider and chart variant the kit supports, with the external-dns

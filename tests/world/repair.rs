@@ -3,10 +3,9 @@
 //! Helm's release annotations), kube-controller-manager rolls Deployments out, and kwok
 //! crash-loops the pods labelled with `FAULT_LABEL`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{FAULT_LABEL, World, crash_loop_stage, unique};
 use catalyst_bootstrap::apply::{self, ApplyOptions, MANAGED_BY_LABEL};
 use catalyst_bootstrap::health::Target;
 use catalyst_bootstrap::health::judge::pod_symptom;
@@ -24,7 +23,6 @@ use kube::api::{
 };
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::{FAULT_LABEL, World, crash_loop_stage, unique};
 
 /// Generous: the world shares two cores with builds.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -138,7 +136,8 @@ impl Scratch {
                 ("Stalled", "True", "RetriesExceeded"),
             ]
         };
-        support::flux::write_release_status(&self.client, &self.ns, RELEASE, conditions).await;
+        crate::support::flux::write_release_status(&self.client, &self.ns, RELEASE, conditions)
+            .await;
     }
 
     /// Plays Helm: the chart's Deployment for the release, whose pods crash-loop when

@@ -8,20 +8,15 @@
 //! Its own test binary: the scenarios judged under a CPU cap join it once the cap that
 //! leaves the apiserver slow but answering can be found reliably (docs/reliability.md).
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::flux::{self, namespace_with_api_key};
+use crate::support::kubelet::{Kubelet, KubeletConfig};
+use crate::support::{World, lb_service, unique};
 use serde_json::Value;
-use support::flux::{self, namespace_with_api_key};
-use support::kubelet::{Kubelet, KubeletConfig};
-use support::{World, lb_service, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// One scenario at a time: they share the world's apiserver and its CPU cap.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `up --output json` in the background: its NDJSON events as they come, its stderr, and
 /// its exit code when it ends.
@@ -118,7 +113,8 @@ async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
 #[tokio::test]
 async fn the_same_crash_with_egress_dropped_on_a_healthy_apiserver_fails_after_two_cache_sync_windows()
  {
-    let _one_at_a_time = SERIAL.lock().await;
+    // Judged by how fast the apiserver answers: no other test may load it meanwhile.
+    crate::support::alone();
     let world = World::from_env();
     let client = world.kube().await;
     let dir = tempfile::tempdir().unwrap();

@@ -9,15 +9,13 @@
 //! one world test only, and the cap is lifted by a guard (also when an assertion fails) and, as a
 //! last resort, by the world's own timer.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::World;
+use crate::support::saturate::{self, CpuStat, Saturation};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use support::World;
-use support::saturate::{self, CpuStat, Saturation};
 
 /// Load Services (each with an EndpointSlice; a third of them with a Pod).
 const LOAD: u32 = 3000;
@@ -76,6 +74,7 @@ async fn node_ready(world: &World) -> bool {
 
 #[tokio::test]
 async fn a_saturated_apiserver_fails_external_dns_start_up_sync_and_a_free_one_does_not() {
+    crate::support::alone();
     let world = World::from_env();
     let load = saturate::load(&world, LOAD);
     eprintln!("{}", load.summary);

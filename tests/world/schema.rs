@@ -10,9 +10,7 @@
 //! The checks only the loader makes are listed in README.md ("Editor support"); the last
 //! test holds that list to the truth.
 
-#[path = "support/kits.rs"]
-#[allow(dead_code)]
-mod kits;
+use crate::support::kits;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

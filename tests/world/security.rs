@@ -6,14 +6,12 @@
 //! argv checked is the tool's own, read from /proc while it runs, together with any child
 //! it might have.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{World, unique};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use serde_json::json;
-use support::{World, unique};
 
 const BIN: &str = env!("CARGO_BIN_EXE_catalyst-bootstrap");
 
@@ -172,11 +170,11 @@ async fn a_canary_credential_never_leaves_its_path() {
         .create(&Default::default(), &secret)
         .await
         .expect("create the canary Secret");
-    support::flux::play_healthy_release(&client, &name).await;
+    crate::support::flux::play_healthy_release(&client, &name).await;
 
     // The key is wrong for PowerDNS: the DNS proof fails (7) whichever way it came.
     for output in ["text", "json"] {
-        support::flux::pods_ready(&client, &name).await;
+        crate::support::flux::pods_ready(&client, &name).await;
         let args = [
             "up",
             "--spec",
@@ -188,7 +186,7 @@ async fn a_canary_credential_never_leaves_its_path() {
         ];
         let ran = run(&args, &key_env).await;
         assert_clean(&format!("up --output {output}"), &ran, 7, &canary);
-        support::flux::pods_ready(&client, &name).await;
+        crate::support::flux::pods_ready(&client, &name).await;
         let args = [
             "wait",
             "--spec",
@@ -205,7 +203,7 @@ async fn a_canary_credential_never_leaves_its_path() {
             7,
             &canary,
         );
-        support::flux::pods_ready(&client, &name).await;
+        crate::support::flux::pods_ready(&client, &name).await;
         let args = [
             "repair",
             "--spec",
@@ -325,7 +323,7 @@ async fn a_canary_credential_never_leaves_its_path() {
         let text = serde_json::to_string(&events).unwrap();
         assert!(!text.contains(&canary), "an Event in {ns} holds the canary");
     }
-    support::delete_namespace(&client, &name).await;
+    crate::support::delete_namespace(&client, &name).await;
 }
 
 #[test]

@@ -3,10 +3,10 @@
 //! kube-controller-manager and kwok run the pods, crash-looping those labelled with
 //! `FAULT_LABEL`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::flux::write_release_status;
+use crate::support::{FAULT_LABEL, World, crash_loop_stage, unique};
 use catalyst_bootstrap::exit::Exit;
 use catalyst_bootstrap::health::Target;
 use catalyst_bootstrap::retry::RetryPolicy;
@@ -16,8 +16,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::flux::write_release_status;
-use support::{FAULT_LABEL, World, crash_loop_stage, unique};
 
 /// Generous: the world shares two cores with builds.
 const SETTLE: Duration = Duration::from_secs(60);

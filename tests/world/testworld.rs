@@ -2,10 +2,12 @@
 //! through kwok, PowerDNS serves what its API stores, and the real
 //! external-dns binary writes records and ownership into PowerDNS.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{
+    FAULT_LABEL, World, crash_loop_stage, delete_namespace, dns_query, lb_service, namespace,
+    unique,
+};
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,10 +15,6 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
-use support::{
-    FAULT_LABEL, World, crash_loop_stage, delete_namespace, dns_query, lb_service, namespace,
-    unique,
-};
 
 #[tokio::test]
 async fn control_plane_reports_its_pinned_version_and_a_ready_kwok_node() {
@@ -238,7 +236,9 @@ async fn a_failing_test_leaves_no_namespace_behind() {
     use k8s_openapi::api::core::v1::Namespace;
     let world = World::from_env();
     let client = world.kube().await;
+    let turn = crate::support::lend();
     let made = std::thread::spawn(move || {
+        turn.enter();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,16 +1,14 @@
 //! `catalyst-bootstrap wait` and `up` as automation runs them: the real binary against the
 //! test world, with the HelmRelease status written by the test where Flux would write it.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{World, unique};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::json;
-use support::{World, unique};
 
 fn binary(args: &[&str], spec: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"));
@@ -30,20 +28,20 @@ async fn set_release_status(
     if stalled {
         conditions.push(("Stalled", "True", reason));
     }
-    support::flux::write_release_status(client, ns, "external-dns", &conditions).await;
+    crate::support::flux::write_release_status(client, ns, "external-dns", &conditions).await;
 }
 
 /// Once the kit's HelmRelease lands, does what Flux and Helm would: installs external-dns's
 /// Deployment (whose pods kwok runs) and reports the release Ready.
 async fn install_like_flux_and_helm(client: &kube::Client, ns: &str) {
-    let api = support::flux::helm_releases(client, ns);
+    let api = crate::support::flux::helm_releases(client, ns);
     for _ in 0..200 {
         if api.get_opt("external-dns").await.unwrap().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    support::flux::create_chart_deployment(client, ns, json!({})).await;
+    crate::support::flux::create_chart_deployment(client, ns, json!({})).await;
     // As helm-controller, which reports a release seconds after it appears: long enough
     // for the wait, which starts right after the apply, to see it without a status first.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -301,9 +299,13 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
     let out = binary(&["apply"], &spec).output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let fault = unique("fault");
-    support::crash_loop_stage(&client, &fault).await;
-    support::flux::create_chart_deployment(&client, &name, json!({support::FAULT_LABEL: fault}))
-        .await;
+    crate::support::crash_loop_stage(&client, &fault).await;
+    crate::support::flux::create_chart_deployment(
+        &client,
+        &name,
+        json!({crate::support::FAULT_LABEL: fault}),
+    )
+    .await;
 
     let started = std::time::Instant::now();
     let out = binary(&["wait", "--timeout", "5m"], &spec)
@@ -324,7 +326,7 @@ async fn a_crash_looping_external_dns_fails_the_wait_early_with_a_diagnosis() {
 }
 
 async fn release_annotations(client: &kube::Client, ns: &str) -> serde_json::Value {
-    let release = support::flux::helm_releases(client, ns)
+    let release = crate::support::flux::helm_releases(client, ns)
         .get("external-dns")
         .await
         .unwrap();
@@ -360,7 +362,7 @@ async fn status_answers_with_exit_codes_and_repair_resets_a_stalled_release() {
             .code(),
         Some(0)
     );
-    support::flux::create_chart_deployment(&client, &name, json!({})).await;
+    crate::support::flux::create_chart_deployment(&client, &name, json!({})).await;
     set_release_status(&client, &name, "True", "InstallSucceeded", false).await;
     // kwok turns the pod Ready within moments; status never waits, so ask until it says so.
     // A generous bound: on a busy machine kwok's stages run late.
@@ -422,14 +424,15 @@ async fn dns_world(world: &World, dir: &Path) -> (String, std::path::PathBuf, Ve
         .await
         .unwrap();
     let hostname = format!("web.{zone}");
-    support::lb_service(&client, &app_ns, "web", &hostname, "192.0.2.90").await;
+    crate::support::lb_service(&client, &app_ns, "web", &hostname, "192.0.2.90").await;
 
     let loaded = catalyst_bootstrap::spec::load(&spec, None).unwrap();
     let kit = catalyst_bootstrap::render::render(&loaded.sovereign).unwrap();
-    let values = support::kits::values(&kit);
+    let values = crate::support::kits::values(&kit);
     let chart = std::env::var("EXTERNAL_DNS_CHART_DIR").expect("EXTERNAL_DNS_CHART_DIR");
     let helm = std::env::var("HELM_BIN").expect("HELM_BIN");
-    let (args, _env) = support::kits::chart_container(Path::new(&chart), Path::new(&helm), &values);
+    let (args, _env) =
+        crate::support::kits::chart_container(Path::new(&chart), Path::new(&helm), &values);
     (name, spec, args, hostname)
 }
 
@@ -482,7 +485,7 @@ async fn up_succeeds_only_once_the_records_are_in_powerdns_and_answered_over_dns
         )
         .await;
     assert_eq!(a, ["192.0.2.90"]);
-    let (answer, _) = support::dns_query(
+    let (answer, _) = crate::support::dns_query(
         world.pdns_dns_addr,
         &format!("{hostname}."),
         hickory_proto::rr::RecordType::A,
@@ -493,7 +496,7 @@ async fn up_succeeds_only_once_the_records_are_in_powerdns_and_answered_over_dns
     // With a wrong key for the tool's own check, `up` ends DNS-not-synced, naming the
     // cause, and never printing the key. Its 5 s go to the DNS proof only once the pod is
     // Ready again after any late heartbeat of the fake node.
-    support::flux::pods_ready(&client, &name).await;
+    crate::support::flux::pods_ready(&client, &name).await;
     let canary = "canary-wrong-key-3f9a";
     let out = binary(&["up", "--timeout", "5s"], &spec)
         .env("PDNS_API_KEY", canary)

@@ -9,6 +9,9 @@ pub mod flux;
 pub mod kits;
 pub mod kubelet;
 pub mod saturate;
+mod turn;
+
+pub use turn::{alone, lend};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,16 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RecordType};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
+
+/// PowerDNS's sqlite backend answers 500 ("database is locked") when two writes meet, so
+/// the tests' own writes take turns: [`Pdns`]'s writes and [`World::external_dns_once`]
+/// hold this lock, and a test writing by other means takes it with [`pdns_writing`].
+static PDNS_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The turn to write into the world's PowerDNS, until dropped.
+pub async fn pdns_writing() -> tokio::sync::MutexGuard<'static, ()> {
+    PDNS_WRITES.lock().await
+}
 
 /// The running test world, as `scripts/testenv env` describes it.
 pub struct World {
@@ -53,7 +66,9 @@ fn existing_file(var: &str) -> PathBuf {
 }
 
 impl World {
+    /// The world, with a shared turn on it for this test ([`alone`] takes it alone).
     pub fn from_env() -> World {
+        turn::share();
         // kube and reqwest share one rustls provider (ring); install it once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         cleanup::install(existing_file("KUBECTL_BIN"), existing_file("KUBECONFIG"));
@@ -111,6 +126,7 @@ impl World {
     /// PowerDNS with owner `openova` and prefix `_externaldns.`; panics (with its log) when
     /// it fails. Returns its log.
     pub async fn external_dns_once(&self, ns: &str) -> String {
+        let _writing = pdns_writing().await;
         let mut cmd = tokio::process::Command::new(&self.external_dns_bin);
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .args([
@@ -240,6 +256,7 @@ impl World {
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to a world process.
     pub fn signal(&self, process: &str, signal: &str) {
+        turn::assert_alone("signalling a world process");
         let status = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid(process).to_string())
@@ -251,6 +268,7 @@ impl World {
     /// Stops a world process, keeps it down for `down`, and starts it again with its
     /// original arguments (`scripts/testenv restart`), returning once it answers again.
     pub async fn restart(&self, process: &str, down: Duration) {
+        turn::assert_alone("restarting a world process");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv");
         let out = tokio::process::Command::new(script)
             .args(["restart", process, &down.as_secs().to_string()])
@@ -319,6 +337,7 @@ impl Pdns {
 
     /// Creates a zone (without trailing dot in `zone`), so a test can own one.
     pub async fn create_zone(&self, zone: &str) {
+        let _writing = pdns_writing().await;
         let resp = self
             .http
             .post(format!("{}/zones", self.base))
@@ -332,6 +351,7 @@ impl Pdns {
     }
 
     pub async fn replace_rrset(&self, zone: &str, name: &str, rtype: &str, contents: &[&str]) {
+        let _writing = pdns_writing().await;
         let records: Vec<Value> = contents
             .iter()
             .map(|c| json!({"content": c, "disabled": false}))

@@ -54,6 +54,7 @@ impl Saturation {
     /// Caps kube-apiserver, and with `datastore` etcd or kine too, at `percent` % of one
     /// core each; the world lifts the cap by itself after `safety`.
     pub fn with(world: &World, percent: u32, safety: Duration, datastore: bool) -> Saturation {
+        super::turn::assert_alone("capping the apiserver's CPU");
         let percent = percent.to_string();
         let seconds = safety.as_secs().max(1).to_string();
         let mut args = vec!["saturate", percent.as_str(), seconds.as_str()];
@@ -271,6 +272,7 @@ pub const LOAD_NAMESPACE: &str = "testenv-load";
 /// quick when they are there already). The guard removes them when dropped, also while a
 /// test panics, so a failed test never leaves the world harsher for the next one.
 pub fn load(world: &World, count: u32) -> Load {
+    super::turn::assert_alone("loading the world with a busy cluster's objects");
     let summary = testenv_ok(world, &["load", &count.to_string()]);
     Load {
         testenv_dir: world.testenv_dir(),
