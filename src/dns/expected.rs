@@ -123,7 +123,23 @@ pub async fn expected_records(
     sovereign: &Sovereign,
     policy: &RetryPolicy,
 ) -> Result<Vec<ExpectedRecord>, RetryError> {
-    expected_records_in(client, sovereign, policy, &Scope::default()).await
+    let derived = expected_records_in(client, sovereign, policy, &Scope::default()).await?;
+    Ok(derived.records)
+}
+
+/// The expected records, and what a watch for their change needs.
+#[derive(Debug)]
+pub struct Derived {
+    pub records: Vec<ExpectedRecord>,
+    /// The kinds the records were derived from (the routes' Gateways included).
+    pub sources: Vec<ApiResource>,
+    /// The resource version of the first list: resource versions are the datastore's
+    /// revision, one for the whole cluster, so a watch of any source kind from it sees every
+    /// change made since any of the lists.
+    pub resource_version: Option<String>,
+    /// Whether a source's kind is not served (the Gateway API CRDs not installed): it may be
+    /// later, which no watch can tell.
+    pub unserved: bool,
 }
 
 /// Accumulates (hostname, type) → targets per source, then flattens.
@@ -192,7 +208,7 @@ pub async fn expected_records_in(
     sovereign: &Sovereign,
     policy: &RetryPolicy,
     scope: &Scope,
-) -> Result<Vec<ExpectedRecord>, RetryError> {
+) -> Result<Derived, RetryError> {
     let edns = &sovereign.spec.external_dns;
     let filters = Filters::new(sovereign);
     let prefix = &edns.annotation_prefix;
@@ -201,10 +217,15 @@ pub async fn expected_records_in(
     let has = |s: &str| edns.sources.iter().any(|x| x == s);
     let params = ListParams::default();
     let mut out = Collector::default();
+    let mut sources = Vec::new();
+    let mut first_version: Option<Option<String>> = None;
+    let mut unserved = false;
 
     if has("service") {
         let api: Api<Service> = namespaced(client, scope);
         let list = with_retry(policy, "list Services", || api.list(&params)).await?;
+        first_version.get_or_insert(list.metadata.resource_version.clone());
+        sources.push(ApiResource::erase::<Service>(&()));
         for svc in list.items {
             let spec = svc.spec.as_ref();
             if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
@@ -237,6 +258,8 @@ pub async fn expected_records_in(
     if has("ingress") {
         let api: Api<Ingress> = namespaced(client, scope);
         let list = with_retry(policy, "list Ingresses", || api.list(&params)).await?;
+        first_version.get_or_insert(list.metadata.resource_version.clone());
+        sources.push(ApiResource::erase::<Ingress>(&()));
         for ing in list.items {
             let ann = ing.metadata.annotations.clone().unwrap_or_default();
             let targets = match ann.get(&target_key) {
@@ -278,20 +301,23 @@ pub async fn expected_records_in(
         if !has(source) {
             continue;
         }
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "gateway.networking.k8s.io",
-            "v1",
-            kind,
-        ));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", kind));
         let api: Api<DynamicObject> = match &scope.namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
         let what = format!("list {kind}s");
         let routes = match with_retry(policy, &what, || api.list(&params)).await {
-            Ok(list) => list.items,
+            Ok(list) => {
+                first_version.get_or_insert(list.metadata.resource_version.clone());
+                sources.push(resource);
+                list.items
+            }
             // The Gateway API CRDs are not installed: no routes for external-dns to read.
-            Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => vec![],
+            Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => {
+                unserved = true;
+                vec![]
+            }
             Err(e) => return Err(e),
         };
         for route in routes {
@@ -313,6 +339,9 @@ pub async fn expected_records_in(
         }
     }
 
+    if sources.iter().any(|s| s.group == GATEWAY_GROUP) {
+        sources.push(gateway_resource());
+    }
     let mut records = out.finish(&filters);
     for host in &sovereign.spec.verify.hostnames {
         let hostname = host.trim_end_matches('.').to_ascii_lowercase();
@@ -326,7 +355,18 @@ pub async fn expected_records_in(
             });
         }
     }
-    Ok(records)
+    Ok(Derived {
+        records,
+        sources,
+        resource_version: first_version.flatten(),
+        unserved,
+    })
+}
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+fn gateway_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", "Gateway"))
 }
 
 fn namespaced<K>(client: &Client, scope: &Scope) -> Api<K>
@@ -431,13 +471,8 @@ impl GatewayCache {
         gw_ref: &(String, String),
     ) -> Result<Option<&Gateway>, RetryError> {
         if !self.seen.contains_key(gw_ref) {
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "gateway.networking.k8s.io",
-                "v1",
-                "Gateway",
-            ));
             let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &gw_ref.0, &resource);
+                Api::namespaced_with(client.clone(), &gw_ref.0, &gateway_resource());
             let what = format!("get Gateway {}/{}", gw_ref.0, gw_ref.1);
             let gw = with_retry(policy, &what, || api.get_opt(&gw_ref.1))
                 .await?

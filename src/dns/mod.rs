@@ -8,6 +8,7 @@
 //! external-dns's metrics for a likely cause ([`metrics`]), and repeats until everything is
 //! verified or time runs out ([`verify_until_synced`]). The tool never writes to PowerDNS.
 
+pub mod changes;
 pub mod expected;
 pub mod metrics;
 pub mod pdns;
@@ -28,9 +29,11 @@ use crate::health::clock::WaitClock;
 use crate::report::Sink;
 use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule};
 use crate::spec::Sovereign;
+use changes::Changes;
 
 pub use expected::{
-    ExpectedRecord, RecordType, Scope, classify_target, expected_records, expected_records_in,
+    Derived, ExpectedRecord, RecordType, Scope, classify_target, expected_records,
+    expected_records_in,
 };
 pub use metrics::Freshness;
 pub use pdns::{ApiKey, PdnsClient, PdnsError, Zone};
@@ -369,6 +372,9 @@ pub struct RecordStatus {
 pub struct DnsReport {
     pub records: Vec<RecordStatus>,
     pub rounds: u32,
+    /// Times the expected records were derived (listed from the cluster): the first round,
+    /// and a round after a change to their sources ([`changes`]).
+    pub derivations: u32,
     /// Zone GETs sent to PowerDNS in all rounds.
     pub zone_reads: u64,
     /// None when spec.verify.metricsUrl is empty or unreadable.
@@ -403,9 +409,9 @@ impl Verifier {
 /// Re-checks until every expected record is verified (and served, when spec.verify.nameserver
 /// is set), or `timeout` passes: then [`DnsError::NotSynced`] with a likely cause.
 ///
-/// The expected records are re-derived each round with LISTs rather than watches: rounds
-/// are seconds apart anyway (PowerDNS must be polled), a few LISTs cost little, and one code
-/// path serves both the first and every later round, picking up new Services on the way.
+/// PowerDNS is read every round; the expected records are listed from the cluster in the
+/// first round and again only after their sources changed ([`changes`]), picking up new
+/// Services on the way without listing the cluster every round.
 pub async fn verify_until_synced(
     client: &Client,
     sovereign: &Sovereign,
@@ -427,20 +433,33 @@ pub async fn verify_until_synced(
     let mut first_metrics = None;
     let mut freshness = None;
     let mut last: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut derivations = 0;
+    // The records derived last, and the watch for a change of their sources.
+    let mut current: Option<(Derived, Changes)> = None;
 
     loop {
         rounds += 1;
         let asked = Instant::now();
-        let retries_before = opts.policy.stats().snapshot().retries;
-        let records = expected_records_in(client, sovereign, &opts.policy, &opts.scope).await?;
-        // Time spent riding out apiserver failures does not count against the timeout, as in
-        // the wait: outages have their own budget (the policy's), and a record external-dns
-        // could not write while the apiserver was gone is not its fault.
-        if opts.policy.stats().snapshot().retries > retries_before {
-            clock.unreachable(asked);
-            clock.reachable(Instant::now());
-        }
-        let read = check_records(pdns, &records, &edns.txt_owner_id, &edns.txt_prefix).await;
+        let (derived, watching) = match current.take() {
+            Some((derived, changes)) if !changes.stale(asked) => (derived, Some(changes)),
+            _ => {
+                derivations += 1;
+                let retries_before = opts.policy.stats().snapshot().retries;
+                let derived =
+                    expected_records_in(client, sovereign, &opts.policy, &opts.scope).await?;
+                // Time spent riding out apiserver failures does not count against the
+                // timeout, as in the wait: outages have their own budget (the policy's), and
+                // a record external-dns could not write while the apiserver was gone is not
+                // its fault.
+                if opts.policy.stats().snapshot().retries > retries_before {
+                    clock.unreachable(asked);
+                    clock.reachable(Instant::now());
+                }
+                (derived, None)
+            }
+        };
+        let records = &derived.records;
+        let read = check_records(pdns, records, &edns.txt_owner_id, &edns.txt_prefix).await;
         let (mut verdicts, pdns_error) = match read {
             Ok(v) => (v, None),
             Err(e @ (PdnsError::ZoneNotFound { .. } | PdnsError::ServerNotFound { .. })) => {
@@ -507,12 +526,14 @@ pub async fn verify_until_synced(
 
         if pdns_error.is_none() && verdicts.iter().all(|v| *v == Verdict::Verified) {
             return Ok(DnsReport {
-                records: records
+                records: derived
+                    .records
                     .into_iter()
                     .zip(verdicts)
                     .map(|(record, verdict)| RecordStatus { record, verdict })
                     .collect(),
                 rounds,
+                derivations,
                 zone_reads: pdns.zone_reads(),
                 metrics: freshness,
             });
@@ -536,6 +557,10 @@ pub async fn verify_until_synced(
                 likely_cause,
             });
         }
+        // Watched from here on, once the proof goes on: the last round starts no watch.
+        let changes = watching
+            .unwrap_or_else(|| Changes::watch(client, &derived, &opts.scope, Instant::now()));
+        current = Some((derived, changes));
         tokio::time::sleep(delays.next_delay().min(remaining)).await;
     }
 }

@@ -27,9 +27,7 @@ use crate::retry::{Class, Jitter, Schedule, classify};
 /// read timeout bounds it as well.
 pub(super) const PROBE_TIMEOUT: Duration = crate::retry::READ_TIMEOUT;
 
-/// Asks the apiserver to end each watch before the client's read timeout
-/// ([`crate::retry::READ_TIMEOUT`]) would cut it as idle; the watcher then resumes it.
-pub(super) const WATCH_TIMEOUT_SECS: u32 = 25;
+pub(super) use crate::retry::WATCH_TIMEOUT_SECS;
 /// What a watch stream reports to the engine; the objects themselves land in its store.
 #[derive(Debug)]
 pub(super) enum Tick {

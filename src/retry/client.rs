@@ -14,6 +14,9 @@ use crate::health::pressure::Pressure;
 /// timeout is 60 s, and a healthy one answers our small requests in well under a second.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Asks the apiserver to end each watch before [`READ_TIMEOUT`] would cut it as idle; the
+/// watcher then resumes it.
+pub const WATCH_TIMEOUT_SECS: u32 = 25;
 
 /// Tunes a kube [`kube::Config`] for [`with_retry`]: per-request timeouts, and kube's own retry
 /// layer off, so that one policy (this one) decides, and [`Stats`] counts every request.

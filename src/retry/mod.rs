@@ -28,7 +28,8 @@ mod schedule;
 use classify::permanent;
 pub use classify::{Class, RetryError, classify, untrusted_certificate};
 pub use client::{
-    CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, client, client_config_tuned, requests_sent,
+    CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, WATCH_TIMEOUT_SECS, client, client_config_tuned,
+    requests_sent,
 };
 pub use schedule::{Jitter, Schedule};
 

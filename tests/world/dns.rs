@@ -139,6 +139,54 @@ async fn after_a_real_external_dns_run_the_records_are_verified_and_served() {
     delete_namespace(&client, &ns).await;
 }
 
+/// The proof lists the cluster once, then only after a change: a Service that appears while
+/// it waits is picked up through the watch, and the rounds between read PowerDNS alone.
+#[tokio::test]
+async fn the_proof_derives_the_records_again_only_after_their_sources_change() {
+    let world = World::from_env();
+    let client = world.kube().await;
+    let ns = namespace(&client, "dns-watch").await;
+    let first = format!("{}.{}", unique("first"), world.pdns_zone);
+    lb_service(&client, &ns, "first", &first, "192.0.2.91").await;
+
+    let (sov, _dir) = sovereign(&world, |t| t, "");
+    let (opts, _) = options(&ns, Duration::from_secs(60));
+    let later = format!("{}.{}", unique("later"), world.pdns_zone);
+    let verifier = verifier(&sov);
+    let proof = dns::verify_until_synced(&client, &sov, &verifier, opts);
+    let (report, ()) = tokio::join!(proof, async {
+        // Quiet rounds first (the first record missing, nothing in the cluster changes),
+        // then a new Service, then external-dns writes both.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        lb_service(&client, &ns, "later", &later, "192.0.2.92").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        world.external_dns_once(&ns).await;
+    });
+    let report = report.expect("both records verified");
+    let hosts: Vec<&str> = report
+        .records
+        .iter()
+        .map(|r| r.record.hostname.as_str())
+        .collect();
+    assert_eq!(hosts, [first.as_str(), later.as_str()]);
+    // The first derivation, and one or two after the new Service (its creation and its
+    // load balancer status are two changes, which one derivation may see together).
+    assert!(
+        (2..=3).contains(&report.derivations),
+        "derived {} times in {} rounds",
+        report.derivations,
+        report.rounds
+    );
+    assert!(
+        report.rounds >= report.derivations + 3,
+        "rounds without a change read PowerDNS alone: {} rounds, {} derivations",
+        report.rounds,
+        report.derivations
+    );
+    assert_eq!(report.zone_reads, u64::from(report.rounds));
+    delete_namespace(&client, &ns).await;
+}
+
 #[tokio::test]
 async fn without_external_dns_the_wait_ends_not_synced_with_the_cause() {
     let world = World::from_env();
@@ -484,9 +532,18 @@ async fn ingresses_and_accepted_routes_are_expected_only_when_their_sources_are_
     };
     // The template's sources: gateway-httproute, gateway-grpcroute, service (no ingress).
     let (sov, _dir) = sovereign(&world, |t| t, "");
-    let got = dns::expected_records_in(&client, &sov, &policy, &scope)
+    let derived = dns::expected_records_in(&client, &sov, &policy, &scope)
         .await
         .unwrap();
+    // What the proof watches for a change: every source kind listed, and the routes'
+    // Gateways, from the first list's resource version.
+    let watched: Vec<&str> = derived.sources.iter().map(|r| r.plural.as_str()).collect();
+    assert_eq!(
+        watched,
+        ["services", "httproutes", "grpcroutes", "gateways"]
+    );
+    assert!(derived.resource_version.is_some() && !derived.unserved);
+    let got = derived.records;
     let summary: Vec<(String, RecordType, Vec<String>, String)> = got
         .into_iter()
         .map(|r| (r.hostname, r.rtype, r.targets, r.source))
@@ -504,7 +561,8 @@ async fn ingresses_and_accepted_routes_are_expected_only_when_their_sources_are_
     let (sov, _dir) = sovereign(&world, |t| t, "  externalDns:\n    sources: [ingress]\n");
     let got = dns::expected_records_in(&client, &sov, &policy, &scope)
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
         (
