@@ -11,9 +11,15 @@
 //! anew. A source kind that is not served (the Gateway API CRDs not installed yet) cannot be
 //! watched into existence, so while one is missing the records are derived again every
 //! [`UNSERVED_REFRESH`].
+//!
+//! The watches are also how the proof hears from the apiserver between derivations: one the
+//! apiserver ends on time, or an event, says it answered then ([`Changes::last_heard`]). A
+//! quiet watch says nothing for up to [`WATCH_TIMEOUT_SECS`], so an outage found by the next
+//! derivation is taken to have begun at the last word heard: the proof's clock pauses from
+//! there, erring towards patience rather than failing on time the apiserver did not answer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -31,6 +37,7 @@ pub const UNSERVED_REFRESH: Duration = Duration::from_secs(60);
 /// The watches of one derivation's sources; dropping it ends them.
 pub struct Changes {
     stale: Arc<AtomicBool>,
+    heard: Heard,
     refresh_at: Option<Instant>,
     _watches: JoinSet<()>,
 }
@@ -41,6 +48,7 @@ impl Changes {
     /// unless a kind is unserved.
     pub fn watch(client: &Client, derived: &Derived, scope: &Scope, now: Instant) -> Changes {
         let stale = Arc::new(AtomicBool::new(false));
+        let heard = Heard(Arc::new(Mutex::new(now)));
         let mut watches = JoinSet::new();
         if let Some(version) = &derived.resource_version {
             for resource in &derived.sources {
@@ -48,11 +56,13 @@ impl Changes {
                     Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
                     None => Api::all_with(client.clone(), resource),
                 };
-                watches.spawn(until_changed(api, version.clone(), stale.clone()));
+                let watch = until_changed(api, version.clone(), stale.clone(), heard.clone());
+                watches.spawn(watch);
             }
         }
         Changes {
             stale,
+            heard,
             refresh_at: derived.unserved.then(|| now + UNSERVED_REFRESH),
             _watches: watches,
         }
@@ -62,23 +72,58 @@ impl Changes {
     pub fn stale(&self, now: Instant) -> bool {
         self.stale.load(Ordering::Relaxed) || self.refresh_at.is_some_and(|at| now >= at)
     }
+
+    /// Makes the records stale: the next round derives them again.
+    pub fn expire(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    /// When the apiserver last answered one of the watches (or, before any did, when the
+    /// derivation they watch was made).
+    pub fn last_heard(&self) -> Instant {
+        self.heard.get()
+    }
+}
+
+/// The last time a watch heard from the apiserver, shared by the watches.
+#[derive(Clone)]
+struct Heard(Arc<Mutex<Instant>>);
+
+impl Heard {
+    fn now(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn get(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Watches `api` from `version` until something changes or the watch fails, then marks
 /// `stale`. A watch the apiserver ends on its timeout is renewed from the last version seen
 /// (bookmarks keep it fresh).
-async fn until_changed(api: Api<DynamicObject>, mut version: String, stale: Arc<AtomicBool>) {
+async fn until_changed(
+    api: Api<DynamicObject>,
+    mut version: String,
+    stale: Arc<AtomicBool>,
+    heard: Heard,
+) {
     let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
     loop {
         let Ok(events) = api.watch_metadata(&params, &version).await else {
             break;
         };
+        heard.now();
         let mut events = events.boxed();
         loop {
             match events.try_next().await {
                 // Ended on its timeout: renew.
-                Ok(None) => break,
+                Ok(None) => {
+                    heard.now();
+                    break;
+                }
                 Ok(Some(WatchEvent::Bookmark(bookmark))) => {
+                    heard.now();
                     version = bookmark.metadata.resource_version;
                 }
                 Ok(Some(
@@ -103,7 +148,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::recorded::{apiserver, exchange};
+    use crate::recorded::{Seen, apiserver, exchange};
 
     const SERVICES: &str = "/api/v1/namespaces/ns/services";
 
@@ -127,9 +172,26 @@ mod tests {
                                          "apiVersion": "meta.k8s.io/v1", "metadata": metadata}})
     }
 
+    /// Watches the Services of a derivation at version 5 through an apiserver answering
+    /// `script` until the records are stale (at most 10 s): the requests it saw, and whether
+    /// the watches heard from it after the derivation.
+    async fn watched_until_stale(script: Vec<crate::recorded::Exchange>) -> (Vec<Seen>, bool) {
+        let (client, answering) = apiserver(script);
+        let derived_at = Instant::now();
+        let changes = Changes::watch(&client, &derived(Some("5"), false), &scope(), derived_at);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !changes.stale(Instant::now()) {
+            assert!(Instant::now() < deadline, "never stale");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let heard = changes.last_heard() > derived_at;
+        drop((changes, client));
+        (answering.await.expect("the recorded apiserver"), heard)
+    }
+
     #[tokio::test]
     async fn a_watch_from_the_lists_version_renews_from_its_bookmarks_until_a_change() {
-        let (client, answering) = apiserver(vec![
+        let (seen, heard) = watched_until_stale(vec![
             // Ends on its timeout after a bookmark: renewed from the bookmark's version.
             exchange(
                 Method::GET,
@@ -146,17 +208,9 @@ mod tests {
                     json!({"name": "web", "namespace": "ns", "resourceVersion": "8"}),
                 ),
             ),
-        ]);
-        let start = Instant::now();
-        let changes = Changes::watch(&client, &derived(Some("5"), false), &scope(), start);
-        let deadline = start + Duration::from_secs(10);
-        while !changes.stale(Instant::now()) {
-            assert!(Instant::now() < deadline, "the change was never noticed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        drop(changes);
-        drop(client);
-        let seen = answering.await.expect("the recorded apiserver");
+        ])
+        .await;
+        assert!(heard, "an answered watch is word from the apiserver");
         let asked: Vec<_> = seen
             .iter()
             .map(|s| (s.query("watch"), s.query("resourceVersion")))
@@ -177,17 +231,8 @@ mod tests {
         let gone = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                           "message": "too old resource version: 5 (9)", "reason": "Expired",
                           "code": 410});
-        let (client, answering) = apiserver(vec![exchange(Method::GET, SERVICES, 410, gone)]);
-        let start = Instant::now();
-        let changes = Changes::watch(&client, &derived(Some("5"), false), &scope(), start);
-        let deadline = start + Duration::from_secs(10);
-        while !changes.stale(Instant::now()) {
-            assert!(Instant::now() < deadline, "the refusal was never noticed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        drop(changes);
-        drop(client);
-        assert_eq!(answering.await.expect("the recorded apiserver").len(), 1);
+        let (seen, _) = watched_until_stale(vec![exchange(Method::GET, SERVICES, 410, gone)]).await;
+        assert_eq!(seen.len(), 1);
     }
 
     #[tokio::test]

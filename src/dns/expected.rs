@@ -217,16 +217,12 @@ pub async fn expected_records_in(
     let has = |s: &str| edns.sources.iter().any(|x| x == s);
     let params = ListParams::default();
     let mut out = Collector::default();
-    let mut sources = Vec::new();
-    let mut first_version: Option<Option<String>> = None;
-    let mut unserved = false;
+    let mut listed = Listed::default();
 
     if has("service") {
         let api: Api<Service> = namespaced(client, scope);
         let list = with_retry(policy, "list Services", || api.list(&params)).await?;
-        first_version.get_or_insert(list.metadata.resource_version.clone());
-        sources.push(ApiResource::erase::<Service>(&()));
-        for svc in list.items {
+        for svc in listed.items(ApiResource::erase::<Service>(&()), list) {
             let spec = svc.spec.as_ref();
             if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
                 continue;
@@ -258,9 +254,7 @@ pub async fn expected_records_in(
     if has("ingress") {
         let api: Api<Ingress> = namespaced(client, scope);
         let list = with_retry(policy, "list Ingresses", || api.list(&params)).await?;
-        first_version.get_or_insert(list.metadata.resource_version.clone());
-        sources.push(ApiResource::erase::<Ingress>(&()));
-        for ing in list.items {
+        for ing in listed.items(ApiResource::erase::<Ingress>(&()), list) {
             let ann = ing.metadata.annotations.clone().unwrap_or_default();
             let targets = match ann.get(&target_key) {
                 Some(t) => comma_list(t),
@@ -308,14 +302,10 @@ pub async fn expected_records_in(
         };
         let what = format!("list {kind}s");
         let routes = match with_retry(policy, &what, || api.list(&params)).await {
-            Ok(list) => {
-                first_version.get_or_insert(list.metadata.resource_version.clone());
-                sources.push(resource);
-                list.items
-            }
+            Ok(list) => listed.items(resource, list),
             // The Gateway API CRDs are not installed: no routes for external-dns to read.
             Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => {
-                unserved = true;
+                listed.unserved = true;
                 vec![]
             }
             Err(e) => return Err(e),
@@ -339,8 +329,8 @@ pub async fn expected_records_in(
         }
     }
 
-    if sources.iter().any(|s| s.group == GATEWAY_GROUP) {
-        sources.push(gateway_resource());
+    if listed.sources.iter().any(|s| s.group == GATEWAY_GROUP) {
+        listed.sources.push(gateway_resource());
     }
     let mut records = out.finish(&filters);
     for host in &sovereign.spec.verify.hostnames {
@@ -357,10 +347,32 @@ pub async fn expected_records_in(
     }
     Ok(Derived {
         records,
-        sources,
-        resource_version: first_version.flatten(),
-        unserved,
+        sources: listed.sources,
+        resource_version: listed.first_version.flatten(),
+        unserved: listed.unserved,
     })
+}
+
+/// What one derivation listed, for [`Derived`].
+#[derive(Default)]
+struct Listed {
+    sources: Vec<ApiResource>,
+    /// The first list's resource version, once there was a list.
+    first_version: Option<Option<String>>,
+    unserved: bool,
+}
+
+impl Listed {
+    /// The objects of `list`, a list of `resource`, noted as a source.
+    fn items<K>(&mut self, resource: ApiResource, list: kube::api::ObjectList<K>) -> Vec<K>
+    where
+        K: Clone,
+    {
+        self.first_version
+            .get_or_insert(list.metadata.resource_version);
+        self.sources.push(resource);
+        list.items
+    }
 }
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";

@@ -442,7 +442,7 @@ pub async fn verify_until_synced(
         let asked = Instant::now();
         let (derived, watching) = match current.take() {
             Some((derived, changes)) if !changes.stale(asked) => (derived, Some(changes)),
-            _ => {
+            previous => {
                 derivations += 1;
                 let retries_before = opts.policy.stats().snapshot().retries;
                 let derived =
@@ -450,9 +450,15 @@ pub async fn verify_until_synced(
                 // Time spent riding out apiserver failures does not count against the
                 // timeout, as in the wait: outages have their own budget (the policy's), and
                 // a record external-dns could not write while the apiserver was gone is not
-                // its fault.
-                if opts.policy.stats().snapshot().retries > retries_before {
-                    clock.unreachable(asked);
+                // its fault. A derivation that had to retry, or that waited longer than a
+                // connection may take to be made, met an apiserver that did not answer (a
+                // frozen one answers its requests late, when it resumes, without a retry).
+                // Between derivations the watches are all the proof hears of the apiserver,
+                // so such an outage began no later than their last word.
+                let retried = opts.policy.stats().snapshot().retries > retries_before;
+                if retried || asked.elapsed() > crate::retry::CONNECT_TIMEOUT {
+                    let since = previous.map_or(asked, |(_, changes)| changes.last_heard());
+                    clock.unreachable(since.min(asked));
                     clock.reachable(Instant::now());
                 }
                 (derived, None)
@@ -539,6 +545,16 @@ pub async fn verify_until_synced(
             });
         }
         let remaining = clock.deadline().saturating_duration_since(Instant::now());
+        // Out of time on records derived earlier: derive them once more before failing, a
+        // fresh look at the cluster that also finds an apiserver gone quiet meanwhile (the
+        // time it did not answer then does not count).
+        if remaining.is_zero()
+            && let Some(changes) = watching
+        {
+            changes.expire();
+            current = Some((derived, changes));
+            continue;
+        }
         if remaining.is_zero() {
             if records.is_empty()
                 && let Some(e) = pdns_error
