@@ -52,10 +52,7 @@ impl Changes {
         let mut watches = JoinSet::new();
         if let Some(version) = &derived.resource_version {
             for resource in &derived.sources {
-                let api: Api<DynamicObject> = match &scope.namespace {
-                    Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
-                    None => Api::all_with(client.clone(), resource),
-                };
+                let api = scope.api(client, resource);
                 let watch = until_changed(api, version.clone(), stale.clone(), heard.clone());
                 watches.spawn(watch);
             }

@@ -117,6 +117,16 @@ pub struct Scope {
     pub namespace: Option<String>,
 }
 
+impl Scope {
+    /// The objects of `resource` within the scope.
+    pub fn api(&self, client: &Client, resource: &ApiResource) -> Api<DynamicObject> {
+        match &self.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+            None => Api::all_with(client.clone(), resource),
+        }
+    }
+}
+
 /// Every expected record, cluster-wide.
 pub async fn expected_records(
     client: &Client,
@@ -128,7 +138,7 @@ pub async fn expected_records(
 }
 
 /// The expected records, and what a watch for their change needs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Derived {
     pub records: Vec<ExpectedRecord>,
     /// The kinds the records were derived from (the routes' Gateways included).
@@ -217,12 +227,12 @@ pub async fn expected_records_in(
     let has = |s: &str| edns.sources.iter().any(|x| x == s);
     let params = ListParams::default();
     let mut out = Collector::default();
-    let mut listed = Listed::default();
+    let mut derived = Derived::default();
 
     if has("service") {
         let api: Api<Service> = namespaced(client, scope);
         let list = with_retry(policy, "list Services", || api.list(&params)).await?;
-        for svc in listed.items(ApiResource::erase::<Service>(&()), list) {
+        for svc in derived.listed(ApiResource::erase::<Service>(&()), list) {
             let spec = svc.spec.as_ref();
             if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
                 continue;
@@ -254,7 +264,7 @@ pub async fn expected_records_in(
     if has("ingress") {
         let api: Api<Ingress> = namespaced(client, scope);
         let list = with_retry(policy, "list Ingresses", || api.list(&params)).await?;
-        for ing in listed.items(ApiResource::erase::<Ingress>(&()), list) {
+        for ing in derived.listed(ApiResource::erase::<Ingress>(&()), list) {
             let ann = ing.metadata.annotations.clone().unwrap_or_default();
             let targets = match ann.get(&target_key) {
                 Some(t) => comma_list(t),
@@ -296,16 +306,13 @@ pub async fn expected_records_in(
             continue;
         }
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", kind));
-        let api: Api<DynamicObject> = match &scope.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
+        let api = scope.api(client, &resource);
         let what = format!("list {kind}s");
         let routes = match with_retry(policy, &what, || api.list(&params)).await {
-            Ok(list) => listed.items(resource, list),
+            Ok(list) => derived.listed(resource, list),
             // The Gateway API CRDs are not installed: no routes for external-dns to read.
             Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => {
-                listed.unserved = true;
+                derived.unserved = true;
                 vec![]
             }
             Err(e) => return Err(e),
@@ -329,14 +336,14 @@ pub async fn expected_records_in(
         }
     }
 
-    if listed.sources.iter().any(|s| s.group == GATEWAY_GROUP) {
-        listed.sources.push(gateway_resource());
+    if derived.sources.iter().any(|s| s.group == GATEWAY_GROUP) {
+        derived.sources.push(gateway_resource());
     }
-    let mut records = out.finish(&filters);
+    derived.records = out.finish(&filters);
     for host in &sovereign.spec.verify.hostnames {
         let hostname = host.trim_end_matches('.').to_ascii_lowercase();
         if let Some(zone) = filters.zone_of(&hostname) {
-            records.push(ExpectedRecord {
+            derived.records.push(ExpectedRecord {
                 hostname,
                 rtype: RecordType::Any,
                 targets: vec![],
@@ -345,31 +352,20 @@ pub async fn expected_records_in(
             });
         }
     }
-    Ok(Derived {
-        records,
-        sources: listed.sources,
-        resource_version: listed.first_version.flatten(),
-        unserved: listed.unserved,
-    })
+    Ok(derived)
 }
 
-/// What one derivation listed, for [`Derived`].
-#[derive(Default)]
-struct Listed {
-    sources: Vec<ApiResource>,
-    /// The first list's resource version, once there was a list.
-    first_version: Option<Option<String>>,
-    unserved: bool,
-}
-
-impl Listed {
-    /// The objects of `list`, a list of `resource`, noted as a source.
-    fn items<K>(&mut self, resource: ApiResource, list: kube::api::ObjectList<K>) -> Vec<K>
-    where
-        K: Clone,
-    {
-        self.first_version
-            .get_or_insert(list.metadata.resource_version);
+impl Derived {
+    /// The objects of `list`, a list of `resource`, noted as a source (the first list's
+    /// version is the one watched from).
+    fn listed<K: Clone>(
+        &mut self,
+        resource: ApiResource,
+        list: kube::api::ObjectList<K>,
+    ) -> Vec<K> {
+        if self.sources.is_empty() {
+            self.resource_version = list.metadata.resource_version;
+        }
         self.sources.push(resource);
         list.items
     }

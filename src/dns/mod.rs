@@ -545,17 +545,15 @@ pub async fn verify_until_synced(
             });
         }
         let remaining = clock.deadline().saturating_duration_since(Instant::now());
-        // Out of time on records derived earlier: derive them once more before failing, a
-        // fresh look at the cluster that also finds an apiserver gone quiet meanwhile (the
-        // time it did not answer then does not count).
-        if remaining.is_zero()
-            && let Some(changes) = watching
-        {
-            changes.expire();
-            current = Some((derived, changes));
-            continue;
-        }
         if remaining.is_zero() {
+            // Out of time on records derived earlier: derive them once more before failing,
+            // a fresh look at the cluster that also finds an apiserver gone quiet meanwhile
+            // (the time it did not answer then does not count).
+            if let Some(changes) = watching {
+                changes.expire();
+                current = Some((derived, changes));
+                continue;
+            }
             if records.is_empty()
                 && let Some(e) = pdns_error
             {
