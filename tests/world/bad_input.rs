@@ -377,8 +377,63 @@ async fn run_named(cases: Vec<Case>, name: &str) {
     }
 }
 
-/// One test per case of a table, named so each runs alone, and a test that every case of
-/// the table has its test.
+/// A table of cases: each test builds it afresh, runs one case and finishes the table.
+trait Table {
+    /// Runs the case `name`, and the checks that finish the table.
+    async fn run(&self, name: &str);
+    /// The names of the table's cases, in order.
+    async fn names(&self) -> Vec<String>;
+}
+
+/// A table of files written into a directory of its own; it needs no world.
+struct Files(fn(&Path) -> Vec<Case>);
+
+impl Table for Files {
+    async fn run(&self, name: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        run_named((self.0)(dir.path()), name).await;
+        // No case may write into a file that stands where its output would go.
+        if let Ok(blocked) = std::fs::read(dir.path().join("out-is-a-file")) {
+            assert_eq!(blocked, b"", "the file in the way of --out was left alone");
+        }
+    }
+
+    async fn names(&self) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        (self.0)(dir.path()).into_iter().map(|c| c.name).collect()
+    }
+}
+
+/// A table on the world, made by its function; finishing it checks that nothing of the
+/// Sovereign was written and removes what the table made ([`WorldTable::finish`]).
+struct OnWorld<F>(F);
+
+impl<F: AsyncFn(&World, &kube::Client, &Path) -> WorldTable> Table for OnWorld<F> {
+    async fn run(&self, name: &str) {
+        let world = World::from_env();
+        let client = world.kube().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = (self.0)(&world, &client, dir.path()).await;
+        run_named(std::mem::take(&mut table.cases), name).await;
+        table.finish(&client, name).await;
+    }
+
+    async fn names(&self) -> Vec<String> {
+        let world = World::from_env();
+        let client = world.kube().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = (self.0)(&world, &client, dir.path()).await;
+        let names = std::mem::take(&mut table.cases)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        table.finish(&client, "listing the cases").await;
+        names
+    }
+}
+
+/// One test per case of a [`Table`], named so each runs alone, and a test that every case
+/// of the table has its test.
 macro_rules! one_test_per_case {
     ($module:ident, $table:expr, { $($test:ident: $name:literal,)* }) => {
         mod $module {
@@ -387,33 +442,20 @@ macro_rules! one_test_per_case {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    run_case($name).await;
+                    $table.run($name).await;
                 }
             )*
 
-            #[test]
-            fn every_case_has_its_own_test() {
+            #[tokio::test]
+            async fn every_case_has_its_own_test() {
                 let tested = [$($name),*];
-                let dir = tempfile::tempdir().unwrap();
-                let table: fn(&Path) -> Vec<Case> = $table;
-                let all: Vec<String> = table(dir.path()).into_iter().map(|c| c.name).collect();
-                assert_eq!(tested.as_slice(), all.as_slice());
-            }
-
-            async fn run_case(name: &str) {
-                let dir = tempfile::tempdir().unwrap();
-                let table: fn(&Path) -> Vec<Case> = $table;
-                run_named(table(dir.path()), name).await;
-                // No case may write into a file that stands where its output would go.
-                if let Ok(blocked) = std::fs::read(dir.path().join("out-is-a-file")) {
-                    assert_eq!(blocked, b"", "the file in the way of --out was left alone");
-                }
+                assert_eq!(tested.as_slice(), $table.names().await.as_slice());
             }
         }
     };
 }
 
-one_test_per_case!(command_line_mistakes_exit_2_with_one_message, |_| command_line_mistakes(), {
+one_test_per_case!(command_line_mistakes_exit_2_with_one_message, Files(|_| command_line_mistakes()), {
     unknown_command: "unknown command",
     misspelt_flag: "misspelt flag",
     missing_spec: "missing --spec",
@@ -434,7 +476,7 @@ one_test_per_case!(command_line_mistakes_exit_2_with_one_message, |_| command_li
     context_without_a_value: "--context without a value",
 });
 
-one_test_per_case!(files_that_are_not_a_spec_exit_3_and_write_nothing, files_that_are_not_a_spec, {
+one_test_per_case!(files_that_are_not_a_spec_exit_3_and_write_nothing, Files(files_that_are_not_a_spec), {
     spec_is_a_directory: "spec is a directory",
     spec_is_not_utf8: "spec is not UTF-8",
     tab_indentation: "tab indentation",
@@ -445,46 +487,6 @@ one_test_per_case!(files_that_are_not_a_spec_exit_3_and_write_nothing, files_tha
     defaults_file_is_a_directory: "defaults file is a directory",
     out_is_an_existing_file: "--out is an existing file",
 });
-
-/// One test per case of a world table (an `async fn(&World, &kube::Client, &Path) ->
-/// WorldTable`), each building the table afresh and finishing it after its case (checking
-/// that nothing of the Sovereign was written, removing what the table made), and a test
-/// that every case of the table has its test.
-macro_rules! one_world_test_per_case {
-    ($module:ident, $table:path, { $($test:ident: $name:literal,)* }) => {
-        mod $module {
-            use super::*;
-
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    run_case($name).await;
-                }
-            )*
-
-            #[tokio::test]
-            async fn every_case_has_its_own_test() {
-                let tested = [$($name),*];
-                let world = World::from_env();
-                let client = world.kube().await;
-                let dir = tempfile::tempdir().unwrap();
-                let mut table = $table(&world, &client, dir.path()).await;
-                let all: Vec<String> = std::mem::take(&mut table.cases).into_iter().map(|c| c.name).collect();
-                table.finish(&client, "listing the cases").await;
-                assert_eq!(tested.as_slice(), all.as_slice());
-            }
-
-            async fn run_case(name: &str) {
-                let world = World::from_env();
-                let client = world.kube().await;
-                let dir = tempfile::tempdir().unwrap();
-                let mut table = $table(&world, &client, dir.path()).await;
-                run_named(std::mem::take(&mut table.cases), name).await;
-                table.finish(&client, name).await;
-            }
-        }
-    };
-}
 
 /// A table of cases on the world, the Sovereign they run for, and what finishing it after
 /// its cases checks and removes.
@@ -846,7 +848,7 @@ async fn kubeconfig_problems(world: &World, _: &kube::Client, d: &Path) -> World
     }
 }
 
-one_world_test_per_case!(kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing, kubeconfig_problems, {
+one_test_per_case!(kubeconfig_problems_exit_with_their_documented_codes_and_apply_nothing, OnWorld(kubeconfig_problems), {
     kubeconfig_missing: "kubeconfig missing",
     kubeconfig_variable_names_a_missing_file: "$KUBECONFIG missing",
     kubeconfig_empty: "kubeconfig empty",
@@ -1023,7 +1025,7 @@ async fn missing_crds(world: &World, _: &kube::Client, d: &Path) -> WorldTable {
     }
 }
 
-one_world_test_per_case!(missing_crds_end_the_wait_with_exit_5_naming_the_crd_and_write_nothing, missing_crds, {
+one_test_per_case!(missing_crds_end_the_wait_with_exit_5_naming_the_crd_and_write_nothing, OnWorld(missing_crds), {
     apply: "apply",
     apply_dry_run: "apply, dry run",
     diff: "diff",
@@ -1165,7 +1167,7 @@ async fn restricted_user(world: &World, client: &kube::Client, d: &Path) -> Worl
     }
 }
 
-one_world_test_per_case!(a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_created, restricted_user, {
+one_test_per_case!(a_restricted_user_gets_exit_8_naming_verb_and_resource_and_nothing_is_created, OnWorld(restricted_user), {
     apply: "apply",
     apply_dry_run: "apply, dry run",
     diff: "diff",
@@ -1233,7 +1235,7 @@ async fn missing_powerdns_keys(world: &World, _: &kube::Client, d: &Path) -> Wor
     }
 }
 
-one_world_test_per_case!(a_missing_powerdns_key_is_refused_before_the_first_request, missing_powerdns_keys, {
+one_test_per_case!(a_missing_powerdns_key_is_refused_before_the_first_request, OnWorld(missing_powerdns_keys), {
     up_key_variable_unset: "up, key variable unset",
     up_key_file_missing_json: "up, key file missing, json",
     repair_key_variable_unset: "repair, key variable unset",
@@ -1425,7 +1427,7 @@ async fn powerdns_refusals(world: &World, client: &kube::Client, d: &Path) -> Wo
     }
 }
 
-one_world_test_per_case!(powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_key, powerdns_refusals, {
+one_test_per_case!(powerdns_unreachable_or_refusing_the_key_exits_7_and_never_prints_the_key, OnWorld(powerdns_refusals), {
     wrong_key: "wrong key",
     wrong_key_json: "wrong key, json",
     wrong_key_up: "wrong key, up",
