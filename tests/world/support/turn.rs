@@ -19,23 +19,6 @@ enum Turn {
     Alone,
 }
 
-/// A turn this thread holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Held {
-    /// Its own, given back when the thread ends.
-    Own(Turn),
-    /// The turn of the test that started this thread.
-    Lent(Turn),
-}
-
-impl Held {
-    fn turn(self) -> Turn {
-        match self {
-            Held::Own(turn) | Held::Lent(turn) => turn,
-        }
-    }
-}
-
 struct Turns {
     sharing: usize,
     alone: bool,
@@ -53,14 +36,20 @@ fn turns() -> MutexGuard<'static, Turns> {
     TURNS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// This thread's turn; an own turn is given back when the thread ends.
-struct ThreadTurn(Held);
+/// This thread's turn: its own, given back when the thread ends, or the one of the test
+/// that started the thread (`lent`).
+struct ThreadTurn {
+    turn: Turn,
+    lent: bool,
+}
 
 impl Drop for ThreadTurn {
     fn drop(&mut self) {
-        let Held::Own(turn) = self.0 else { return };
+        if self.lent {
+            return;
+        }
         let mut turns = turns();
-        match turn {
+        match self.turn {
             Turn::Shared => turns.sharing -= 1,
             Turn::Alone => turns.alone = false,
         }
@@ -72,12 +61,16 @@ thread_local! {
     static HELD: RefCell<Option<ThreadTurn>> = const { RefCell::new(None) };
 }
 
-fn held() -> Option<Held> {
-    HELD.with(|held| held.borrow().as_ref().map(|t| t.0))
+fn held() -> Option<Turn> {
+    HELD.with(|held| held.borrow().as_ref().map(|t| t.turn))
+}
+
+fn hold(turn: Turn, lent: bool) {
+    HELD.with(|held| *held.borrow_mut() = Some(ThreadTurn { turn, lent }));
 }
 
 fn take(turn: Turn) {
-    match (held().map(Held::turn), turn) {
+    match (held(), turn) {
         (Some(_), Turn::Shared) | (Some(Turn::Alone), Turn::Alone) => return,
         (Some(Turn::Shared), Turn::Alone) => panic!(
             "this test already shares the world: a test that changes the world for \
@@ -103,7 +96,7 @@ fn take(turn: Turn) {
         }
     }
     drop(turns);
-    HELD.with(|held| *held.borrow_mut() = Some(ThreadTurn(Held::Own(turn))));
+    hold(turn, false);
 }
 
 /// A shared turn for this test, unless it holds one already.
@@ -119,8 +112,7 @@ pub fn alone() {
 
 /// This test's turn, for a thread it starts and waits for ([`Lent::enter`] there).
 pub fn lend() -> Lent {
-    let turn = held().expect("only a test that has a turn on the world can lend it");
-    Lent(turn.turn())
+    Lent(held().expect("only a test that has a turn on the world can lend it"))
 }
 
 /// A test's turn, lent to a thread it starts; the test must outlive the thread.
@@ -130,7 +122,7 @@ impl Lent {
     /// Makes the lent turn this thread's.
     pub fn enter(self) {
         assert!(held().is_none(), "this thread has a turn of its own");
-        HELD.with(|held| *held.borrow_mut() = Some(ThreadTurn(Held::Lent(self.0))));
+        hold(self.0, true);
     }
 }
 
@@ -138,7 +130,7 @@ impl Lent {
 /// checks that it may.
 pub(super) fn assert_alone(what: &str) {
     assert!(
-        held().map(Held::turn) == Some(Turn::Alone),
+        held() == Some(Turn::Alone),
         "{what} changes the world for every test: call support::alone() first"
     );
 }
