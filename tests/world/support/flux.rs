@@ -116,35 +116,20 @@ pub async fn play_healthy_release(client: &kube::Client, ns: &str) {
 }
 
 /// Until a pod in `ns` is Ready, so a short `--timeout` is spent on the DNS proof alone.
-/// kwok makes a pod Ready once; when the node controller marks it NotReady after a late
-/// heartbeat of the fake node (a busy machine), this plays the kubelet and marks it Ready
-/// again.
+/// (kwok's `pod-ready-again` stage restores Ready, as a kubelet does, when the node
+/// controller marked the pod not Ready after a late heartbeat of the fake node.)
 pub async fn pods_ready(client: &kube::Client, ns: &str) {
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let condition = |p: &Pod, type_: &str| {
+    let ready = |p: &Pod| {
         p.status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     };
     for _ in 0..600 {
         let list = pods.list(&Default::default()).await.expect("list pods");
-        if list.items.iter().any(|p| condition(p, "Ready")) {
+        if list.items.iter().any(ready) {
             return;
-        }
-        for pod in list
-            .items
-            .iter()
-            .filter(|p| condition(p, "ContainersReady"))
-        {
-            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-            let _ = pods
-                .patch_status(
-                    pod.metadata.name.as_deref().unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Strategic(ready),
-                )
-                .await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
