@@ -13,8 +13,10 @@
 //! [`UNSERVED_REFRESH`].
 //!
 //! The watches are also how the proof hears from the apiserver between derivations: one the
-//! apiserver ends on time, or an event, says it answered then ([`Changes::last_heard`]). A
-//! quiet watch says nothing for up to [`WATCH_TIMEOUT_SECS`], so an outage found by the next
+//! apiserver ends on time, a bookmark (about one a minute), or an event, says it answered
+//! then ([`Changes::last_heard`]). A quiet watch says nothing for a while (up to a minute
+//! over HTTP/2, where a dead connection fails it within 25 s of pings unanswered; up to
+//! [`crate::retry::WATCH_TIMEOUT_SECS`] over HTTP/1.1), so an outage found by the next
 //! derivation is taken to have begun at the last word heard: the proof's clock pauses from
 //! there, erring towards patience rather than failing on time the apiserver did not answer.
 
@@ -29,7 +31,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::expected::{Derived, Scope};
-use crate::retry::WATCH_TIMEOUT_SECS;
 
 /// How often the records are derived again while a source kind is not served.
 pub const UNSERVED_REFRESH: Duration = Duration::from_secs(60);
@@ -46,14 +47,27 @@ impl Changes {
     /// Watches the sources of `derived` for a change from its lists on. Without a resource
     /// version to start from (nothing was listed), nothing is watched and nothing changes
     /// unless a kind is unserved.
-    pub fn watch(client: &Client, derived: &Derived, scope: &Scope, now: Instant) -> Changes {
+    /// Each watch asks the apiserver for `watch_secs` (see [`crate::retry::watch_timeout_secs`]).
+    pub fn watch(
+        client: &Client,
+        derived: &Derived,
+        scope: &Scope,
+        watch_secs: u32,
+        now: Instant,
+    ) -> Changes {
         let stale = Arc::new(AtomicBool::new(false));
         let heard = Heard(Arc::new(Mutex::new(now)));
         let mut watches = JoinSet::new();
         if let Some(version) = &derived.resource_version {
             for resource in &derived.sources {
                 let api = scope.api(client, resource);
-                let watch = until_changed(api, version.clone(), stale.clone(), heard.clone());
+                let watch = until_changed(
+                    api,
+                    version.clone(),
+                    watch_secs,
+                    stale.clone(),
+                    heard.clone(),
+                );
                 watches.spawn(watch);
             }
         }
@@ -102,10 +116,11 @@ impl Heard {
 async fn until_changed(
     api: Api<DynamicObject>,
     mut version: String,
+    watch_secs: u32,
     stale: Arc<AtomicBool>,
     heard: Heard,
 ) {
-    let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+    let params = WatchParams::default().timeout(watch_secs);
     loop {
         let Ok(events) = api.watch_metadata(&params, &version).await else {
             break;
@@ -175,7 +190,13 @@ mod tests {
     async fn watched_until_stale(script: Vec<crate::recorded::Exchange>) -> (Vec<Seen>, bool) {
         let (client, answering) = apiserver(script);
         let derived_at = Instant::now();
-        let changes = Changes::watch(&client, &derived(Some("5"), false), &scope(), derived_at);
+        let changes = Changes::watch(
+            &client,
+            &derived(Some("5"), false),
+            &scope(),
+            25,
+            derived_at,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while !changes.stale(Instant::now()) {
             assert!(Instant::now() < deadline, "never stale");
@@ -236,11 +257,11 @@ mod tests {
     async fn an_unserved_source_is_derived_again_every_refresh_and_nothing_is_watched_unlisted() {
         let (client, answering) = apiserver(vec![]);
         let start = Instant::now();
-        let changes = Changes::watch(&client, &derived(None, true), &scope(), start);
+        let changes = Changes::watch(&client, &derived(None, true), &scope(), 25, start);
         assert!(!changes.stale(start));
         assert!(!changes.stale(start + UNSERVED_REFRESH - Duration::from_millis(1)));
         assert!(changes.stale(start + UNSERVED_REFRESH));
-        let quiet = Changes::watch(&client, &derived(None, false), &scope(), start);
+        let quiet = Changes::watch(&client, &derived(None, false), &scope(), 25, start);
         assert!(!quiet.stale(start + UNSERVED_REFRESH * 10));
         drop((changes, quiet, client));
         assert!(answering.await.expect("the recorded apiserver").is_empty());

@@ -572,8 +572,10 @@ pub async fn verify_until_synced(
             });
         }
         // Watched from here on, once the proof goes on: the last round starts no watch.
-        let changes = watching
-            .unwrap_or_else(|| Changes::watch(client, &derived, &opts.scope, Instant::now()));
+        let changes = watching.unwrap_or_else(|| {
+            let watch_secs = crate::retry::watch_timeout_secs(opts.policy.pressure());
+            Changes::watch(client, &derived, &opts.scope, watch_secs, Instant::now())
+        });
         current = Some((derived, changes));
         tokio::time::sleep(delays.next_delay().min(remaining)).await;
     }

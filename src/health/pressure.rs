@@ -15,6 +15,7 @@
 //! `/readyz` every few seconds, so a window holds enough requests to be judged.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,9 +62,31 @@ impl Sample {
 #[derive(Debug, Clone, Default)]
 pub struct Pressure {
     samples: Arc<Mutex<VecDeque<Sample>>>,
+    /// The HTTP version of the latest answer: 0 before any, else 1 or 2.
+    protocol: Arc<AtomicU8>,
 }
 
 impl Pressure {
+    /// Notes the HTTP version an answer came over (what ALPN settled on with the apiserver,
+    /// or with a proxy in between).
+    pub fn heard_over(&self, version: http::Version) {
+        let major = if version == http::Version::HTTP_2 {
+            2
+        } else {
+            1
+        };
+        self.protocol.store(major, Ordering::Relaxed);
+    }
+
+    /// The HTTP version of the latest answer, once there has been one.
+    pub fn protocol(&self) -> Option<http::Version> {
+        match self.protocol.load(Ordering::Relaxed) {
+            0 => None,
+            2 => Some(http::Version::HTTP_2),
+            _ => Some(http::Version::HTTP_11),
+        }
+    }
+
     /// Records a request that started at `started` and ended now.
     pub fn record(&self, started: Instant, outcome: Outcome) {
         let now = Instant::now();

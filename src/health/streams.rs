@@ -27,7 +27,6 @@ use crate::retry::{Class, Jitter, Schedule, classify};
 /// read timeout bounds it as well.
 pub(super) const PROBE_TIMEOUT: Duration = crate::retry::READ_TIMEOUT;
 
-pub(super) use crate::retry::WATCH_TIMEOUT_SECS;
 /// What a watch stream reports to the engine; the objects themselves land in its store.
 #[derive(Debug)]
 pub(super) enum Tick {

@@ -28,9 +28,7 @@ use super::judge::{Health, pod_symptom};
 use super::outcome::{EventState, HealthError, HealthEvent, Pending, Report, WaitOptions};
 use super::ride::Verdict;
 use super::riding::{Basis, Ridden};
-use super::streams::{
-    Item, PROBE_TIMEOUT, Probe, ReconnectBackoff, Stream, WATCH_TIMEOUT_SECS, find, watch_stream,
-};
+use super::streams::{Item, PROBE_TIMEOUT, Probe, ReconnectBackoff, Stream, find, watch_stream};
 use super::target::{
     Object, Target, TargetKind, chart_ref, helm_chart_resource, helm_release_resource,
     judge_failure, judge_object, judge_with_pods, pod_namespace,
@@ -92,10 +90,11 @@ impl<'a> Engine<'a> {
     ) -> (Engine<'a>, SelectAll<BoxStream<'static, Item>>) {
         let mut streams = Vec::new();
         let mut objects = Vec::new();
+        let watch_secs = crate::retry::watch_timeout_secs(&opts.pressure);
         for (id, t) in targets.iter().enumerate() {
             let config = watcher::Config::default()
                 .fields(&format!("metadata.name={}", t.name))
-                .timeout(WATCH_TIMEOUT_SECS);
+                .timeout(watch_secs);
             match t.kind {
                 TargetKind::Deployment => {
                     let writer = Writer::<Deployment>::default();
@@ -120,7 +119,7 @@ impl<'a> Engine<'a> {
             }
             let writer = Writer::<Pod>::default();
             pods.push((ns.to_owned(), writer.as_reader()));
-            let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+            let config = watcher::Config::default().timeout(watch_secs);
             let api = Api::namespaced(client.clone(), ns);
             let id = Stream::Pods(pods.len() - 1);
             streams.push(watch_stream(id, api, config, writer, opts));
@@ -133,7 +132,7 @@ impl<'a> Engine<'a> {
             let ar = helm_chart_resource();
             let writer = Writer::<DynamicObject>::new(ar.clone());
             charts.push((t.namespace.clone(), writer.as_reader()));
-            let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+            let config = watcher::Config::default().timeout(watch_secs);
             let api = Api::namespaced_with(client.clone(), &t.namespace, &ar);
             let id = Stream::Charts(charts.len() - 1);
             streams.push(watch_stream(id, api, config, writer, opts));
@@ -384,6 +383,18 @@ where
 {
     let start = Instant::now();
     let (mut engine, mut streams) = Engine::new(client, targets, opts, start);
+    if opts.pressure.protocol() == Some(http::Version::HTTP_11) {
+        engine.emit(
+            "apiserver".to_owned(),
+            EventState::Progressing,
+            format!(
+                "reached over HTTP/1.1 only (no HTTP/2 on the way, so no keep-alive pings): \
+                 watches are renewed every {}s so that a silent connection is noticed",
+                crate::retry::WATCH_TIMEOUT_SECS
+            ),
+            start,
+        );
+    }
     let mut probe: Option<Probe> = None;
     let mut then = Some(then);
     let mut follow_up: Option<Pin<Box<F>>> = None;

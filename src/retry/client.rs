@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kube::client::{ClientBuilder, DynBody};
+use kube::client::DynBody;
 use thiserror::Error;
 
 use crate::health::pressure::Pressure;
@@ -14,16 +14,10 @@ use crate::health::pressure::Pressure;
 /// timeout is 60 s, and a healthy one answers our small requests in well under a second.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Asks the apiserver to end each watch before [`READ_TIMEOUT`] would cut it as idle; the
-/// watcher then resumes it.
-pub const WATCH_TIMEOUT_SECS: u32 = 25;
-
-/// Tunes a kube [`kube::Config`] for [`with_retry`]: per-request timeouts, and kube's own retry
-/// layer off, so that one policy (this one) decides, and [`Stats`] counts every request.
-///
-/// Watches through a client built from this config must ask the server to end them within
-/// [`READ_TIMEOUT`] (e.g. `watcher::Config::default().timeout(25)`), or they are cut off as idle.
-pub fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
+/// Tunes a kube [`kube::Config`] for kube's own builder (used where the kubeconfig names a
+/// proxy): per-request timeouts, and kube's own retry layer off, so that one policy (this
+/// one) decides, and every request is counted.
+pub(super) fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
     cfg.connect_timeout = Some(CONNECT_TIMEOUT);
     cfg.read_timeout = Some(READ_TIMEOUT);
     cfg.write_timeout = Some(READ_TIMEOUT);
@@ -46,9 +40,13 @@ pub fn client_config_tuned(mut cfg: kube::Config) -> kube::Config {
 ///
 /// Every request is also timed into `pressure` (see [`crate::health::pressure`]): give it
 /// the run's [`RetryPolicy::pressure`], so the judgement sees what this client saw.
+///
+/// Over HTTP/2 a connection's ping answers keep its reads alive, so the read timeout no
+/// longer bounds a request: each waits at most [`READ_TIMEOUT`] for its answer's headers
+/// (a watch's come at once), over either protocol.
 pub fn client(cfg: kube::Config, pressure: &Pressure) -> Result<kube::Client, kube::Error> {
-    let builder = ClientBuilder::try_from(client_config_tuned(cfg))?;
-    Ok(builder
+    Ok(super::connection::stack(cfg)?
+        .with_layer(&tower::timeout::TimeoutLayer::new(READ_TIMEOUT))
         .with_layer(&tower::util::MapResultLayer::new(
             surface_retry_after::<Box<DynBody>>,
         ))
@@ -102,6 +100,9 @@ where
         let pressure = self.pressure.clone();
         Box::pin(async move {
             let result = answer.await;
+            if let Ok(r) = &result {
+                pressure.heard_over(r.version());
+            }
             if !timed {
                 return result;
             }

@@ -23,13 +23,14 @@ use crate::report::Sink;
 
 mod classify;
 mod client;
+mod connection;
 mod schedule;
 
 use classify::permanent;
 pub use classify::{Class, RetryError, classify, untrusted_certificate};
-pub use client::{
-    CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, WATCH_TIMEOUT_SECS, client, client_config_tuned,
-    requests_sent,
+pub use client::{CONNECT_TIMEOUT, READ_TIMEOUT, Throttled, client, requests_sent};
+pub use connection::{
+    LONG_WATCH_SECS, PING_INTERVAL, PING_TIMEOUT, WATCH_TIMEOUT_SECS, watch_timeout_secs,
 };
 pub use schedule::{Jitter, Schedule};
 
