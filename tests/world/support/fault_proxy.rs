@@ -75,6 +75,25 @@ impl Window {
     }
 }
 
+/// What the proxy offers its clients through ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/2 and HTTP/1.1, as the apiserver does.
+    Both,
+    /// HTTP/1.1 only, as an HTTP/1.1-only proxy in front of an apiserver would.
+    Http1Only,
+}
+
+/// One request as it arrived.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: Instant,
+    pub method: hyper::Method,
+    pub version: hyper::Version,
+    /// For a watch, the `timeoutSeconds` it asked for (`Some(None)` when it asked none).
+    pub watch_timeout: Option<Option<u32>>,
+}
+
 /// Who the proxy is to the apiserver.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -114,6 +133,9 @@ pub struct ProxyStats {
     pub upstream_errors: u64,
     /// The largest number of requests received within any 10-second window.
     pub peak_per_10s: u64,
+    /// Connections opened while the proxy was frozen whose TLS handshake never finished:
+    /// the client gave up on each, so the request it was opened for never arrived.
+    pub stalled_handshakes: u64,
 }
 
 #[derive(Default)]
@@ -126,6 +148,7 @@ struct Counters {
     resets: AtomicU64,
     black_holes: AtomicU64,
     upstream_errors: AtomicU64,
+    stalled_handshakes: AtomicU64,
 }
 
 struct Schedule {
@@ -150,10 +173,13 @@ struct State {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
     schedule: Mutex<Schedule>,
     counters: Counters,
-    /// When each request arrived, for rates; with its method, for tests that act on the
-    /// first write.
-    arrivals: Mutex<Vec<(Instant, hyper::Method)>>,
+    /// Every request as it arrived: times for rates, methods for tests that act on the
+    /// first write, versions and watch timeouts for what the client chose.
+    arrivals: Mutex<Vec<Arrival>>,
     arrived: Notify,
+    /// While set, every connection's reads and writes stall (new connections' handshakes
+    /// too): the proxy neither reads requests nor answers HTTP/2 pings.
+    frozen: Freeze,
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -252,9 +278,18 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl FaultProxy {
-    /// Starts a proxy on a free 127.0.0.1 port in front of `upstream`; the schedule's clock
-    /// starts now.
+    /// Starts a proxy on a free 127.0.0.1 port in front of `upstream`, offering HTTP/2 and
+    /// HTTP/1.1; the schedule's clock starts now.
     pub async fn start(upstream: Upstream, windows: Vec<Window>) -> FaultProxy {
+        FaultProxy::start_with(upstream, windows, Protocols::Both).await
+    }
+
+    /// [`FaultProxy::start`], offering `protocols`.
+    pub async fn start_with(
+        upstream: Upstream,
+        windows: Vec<Window>,
+        protocols: Protocols,
+    ) -> FaultProxy {
         let certs = tempfile::tempdir().unwrap();
         let ca_dir = upstream.ca.parent().expect("CA in a directory").to_owned();
         let (crt, key) = serving_cert(&ca_dir, certs.path());
@@ -264,7 +299,10 @@ impl FaultProxy {
             .with_no_client_auth()
             .with_single_cert(pem_certs(&crt), pem_key(&key))
             .expect("proxy serving certificate");
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        server.alpn_protocols = match protocols {
+            Protocols::Both => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Protocols::Http1Only => vec![b"http/1.1".to_vec()],
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
 
         let mut roots = rustls::RootCertStore::empty();
@@ -293,8 +331,9 @@ impl FaultProxy {
             counters: Counters::default(),
             arrivals: Mutex::default(),
             arrived: Notify::new(),
+            frozen: Freeze::default(),
         });
-        let task = tokio::spawn(serve(listener, acceptor, state.clone()));
+        let task = tokio::spawn(serve(listener, acceptor, protocols, state.clone()));
         FaultProxy {
             addr,
             state,
@@ -330,7 +369,7 @@ impl FaultProxy {
         let c = &self.state.counters;
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let arrivals = self.state.arrivals.lock().unwrap();
-        let times: Vec<Instant> = arrivals.iter().map(|(t, _)| *t).collect();
+        let times: Vec<Instant> = arrivals.iter().map(|a| a.at).collect();
         let mut peak = 0;
         let mut lo = 0;
         for hi in 0..times.len() {
@@ -349,7 +388,23 @@ impl FaultProxy {
             black_holes: n(&c.black_holes),
             upstream_errors: n(&c.upstream_errors),
             peak_per_10s: peak as u64,
+            stalled_handshakes: n(&c.stalled_handshakes),
         }
+    }
+
+    /// Every request so far, as it arrived.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
+    /// Stalls every connection, open or new, until [`FaultProxy::thaw`]: what a connection
+    /// black-holed on the way (or a wedged server) looks like to the client.
+    pub fn freeze(&self) {
+        self.state.frozen.set(true);
+    }
+
+    pub fn thaw(&self) {
+        self.state.frozen.set(false);
     }
 
     /// Waits until the proxy has received a request with this method (e.g. the first PATCH
@@ -363,7 +418,7 @@ impl FaultProxy {
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|(_, m)| *m == method)
+                .any(|a| a.method == method)
             {
                 return;
             }
@@ -372,7 +427,12 @@ impl FaultProxy {
     }
 }
 
-async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<State>) {
+async fn serve(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    protocols: Protocols,
+    state: Arc<State>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -380,14 +440,100 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
+            let tcp = Freezable {
+                inner: tcp,
+                freeze: state.frozen.clone(),
+            };
+            let frozen = tcp.freeze.is_set();
             let Ok(tls) = acceptor.accept(tcp).await else {
+                if frozen {
+                    state
+                        .counters
+                        .stalled_handshakes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             };
             let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if protocols == Protocols::Http1Only {
+                builder = builder.http1_only();
+            }
+            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
         });
+    }
+}
+
+/// The switch that stalls every [`Freezable`] connection, with the wakers of those waiting.
+#[derive(Clone, Default)]
+struct Freeze(Arc<Mutex<(bool, Vec<std::task::Waker>)>>);
+
+impl Freeze {
+    fn set(&self, frozen: bool) {
+        let wakers = {
+            let mut state = self.0.lock().unwrap();
+            state.0 = frozen;
+            std::mem::take(&mut state.1)
+        };
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.lock().unwrap().0
+    }
+
+    /// Ready unless frozen; when frozen, wakes `cx` on the thaw.
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut state = self.0.lock().unwrap();
+        if state.0 {
+            state.1.push(cx.waker().clone());
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    }
+}
+
+/// A TCP connection that neither reads nor writes while its [`Freeze`] is set.
+struct Freezable {
+    inner: tokio::net::TcpStream,
+    freeze: Freeze,
+}
+
+impl tokio::io::AsyncRead for Freezable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.freeze.poll(cx));
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Freezable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.freeze.poll(cx));
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.freeze.poll(cx));
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -442,14 +588,22 @@ async fn handle(
 ) -> Result<Response<ProxyBody>, BoxError> {
     let c = &state.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
-    if is_watch(&req) {
+    let watch_timeout = is_watch(&req).then(|| {
+        req.uri()
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|p| p.strip_prefix("timeoutSeconds=")?.parse().ok())
+    });
+    if watch_timeout.is_some() {
         c.watches.fetch_add(1, Ordering::Relaxed);
     }
-    state
-        .arrivals
-        .lock()
-        .unwrap()
-        .push((Instant::now(), req.method().clone()));
+    state.arrivals.lock().unwrap().push(Arrival {
+        at: Instant::now(),
+        method: req.method().clone(),
+        version: req.version(),
+        watch_timeout,
+    });
     state.arrived.notify_waiters();
     match state.pick() {
         None => {}

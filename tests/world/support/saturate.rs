@@ -69,94 +69,10 @@ impl Saturation {
 
     /// Lifts the cap now (dropping the guard does the same).
     pub fn lift(self) {}
-
-    /// Caps kube-apiserver so that it is slow but still answers, as a saturated Sovereign's
-    /// does: the median of a few `/readyz` reads through `client` is at least [`SLOW_FROM`]
-    /// and at most [`SLOWEST`].
-    ///
-    /// Which share of a core does that depends on the machine: the apiserver's own idle
-    /// work needs part of a core, and below that share it stops answering at all (on a
-    /// 2-core machine with cgroup v1, 5 % starved it: every read took 15 s or timed out its
-    /// TLS handshake, while 7 % gave 0.2-0.9 s). So shares are tried from a free one down;
-    /// the first slow one is kept. The band is narrow and the figures noisy, so when a share
-    /// starves the apiserver, the shares between it and the last fast one are tried again,
-    /// from the starved side up. Panics, with the figures, when none is slow.
-    pub async fn slow(world: &World, client: &kube::Client, safety: Duration) -> Slow {
-        let mut tried = Vec::new();
-        let mut last_fast = 100;
-        for percent in SHARES {
-            let (cap, median) = try_share(world, client, percent, safety, &mut tried).await;
-            if median < SLOW_FROM {
-                last_fast = percent;
-                continue;
-            }
-            if median <= SLOWEST {
-                return Slow::found(cap, percent, median, &tried);
-            }
-            drop(cap);
-            for _ in 0..2 {
-                for percent in percent + 1..=last_fast {
-                    let (cap, median) = try_share(world, client, percent, safety, &mut tried).await;
-                    if (SLOW_FROM..=SLOWEST).contains(&median) {
-                        return Slow::found(cap, percent, median, &tried);
-                    }
-                }
-            }
-            break;
-        }
-        panic!(
-            "no CPU share left the apiserver slow but answering (median /readyz by share: {})",
-            tried.join(", ")
-        )
-    }
-}
-
-/// Caps the apiserver at `percent` % and measures it.
-async fn try_share(
-    world: &World,
-    client: &kube::Client,
-    percent: u32,
-    safety: Duration,
-    tried: &mut Vec<String>,
-) -> (Saturation, Duration) {
-    let cap = Saturation::with(world, percent, safety, false);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let median = readyz_median(client).await;
-    tried.push(format!("{percent}%: {median:?}"));
-    (cap, median)
-}
-
-impl Slow {
-    fn found(cap: Saturation, percent: u32, median: Duration, tried: &[String]) -> Slow {
-        eprintln!("slow apiserver at {percent}%: {}", tried.join(", "));
-        Slow {
-            cap,
-            percent,
-            median,
-        }
-    }
-}
-
-/// Shares of one core [`Saturation::slow`] tries, from a free apiserver down.
-const SHARES: [u32; 11] = [25, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3];
-/// A median `/readyz` this slow or slower is a slow apiserver (the product calls a window
-/// slow when half its requests took 150 ms or longer; this leaves a margin).
-pub const SLOW_FROM: Duration = Duration::from_millis(180);
-/// Slower than this, the apiserver is starved rather than slow.
-pub const SLOWEST: Duration = Duration::from_secs(3);
-
-/// A cap under which the apiserver is slow but answering ([`Saturation::slow`]).
-pub struct Slow {
-    /// Lifts the cap when dropped.
-    pub cap: Saturation,
-    /// The share of one core it holds kube-apiserver to.
-    pub percent: u32,
-    /// The median `/readyz` read under it, when it was chosen.
-    pub median: Duration,
 }
 
 /// The median of seven `/readyz` reads, each given at most [`SLOWEST`] twice over.
-async fn readyz_median(client: &kube::Client) -> Duration {
+pub async fn readyz_median(client: &kube::Client) -> Duration {
     let mut took = Vec::new();
     for _ in 0..7 {
         let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
@@ -170,6 +86,9 @@ async fn readyz_median(client: &kube::Client) -> Duration {
     took.sort();
     took[3]
 }
+
+/// Slower than this, a `/readyz` read counts as unanswered in [`readyz_median`].
+pub const SLOWEST: Duration = Duration::from_secs(3);
 
 impl Drop for Saturation {
     fn drop(&mut self) {
