@@ -148,16 +148,14 @@ def parse_ts(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-class PodWatcher(threading.Thread):
-    """Watches the pods of one namespace; remembers when they last all turned Ready
-    (client receive time, wall clock)."""
+class Watch(threading.Thread):
+    """A watch of one collection as the world's admin (so never counted or throttled),
+    resumed from the last resource version it saw; `observe` gets every event with its
+    receipt time (wall clock)."""
 
-    def __init__(self, world, ns):
+    def __init__(self, world, path):
         super().__init__(daemon=True)
-        self.world, self.ns = world, ns
-        self.pods = {}
-        self.all_ready_at = None
-        self.first_pod_at = None
+        self.world, self.path = world, path
         self.stop = threading.Event()
         self.started = threading.Event()
 
@@ -167,9 +165,13 @@ class PodWatcher(threading.Thread):
             try:
                 c = self.world.conn(timeout=5)
                 q = "watch=1&allowWatchBookmarks=true" + (f"&resourceVersion={rv}" if rv else "")
-                c.request("GET", f"/api/v1/namespaces/{self.ns}/pods?{q}",
-                          headers={"User-Agent": "catalyst-bench-watcher"})
+                c.request("GET", f"{self.path}?{q}", headers={"User-Agent": "catalyst-bench-watcher"})
                 r = c.getresponse()
+                if r.status != 200:
+                    # Not served (yet): a CRD still being installed, or the apiserver refusing.
+                    r.read()
+                    self.stop.wait(1)
+                    continue
                 self.started.set()
                 while not self.stop.is_set():
                     try:
@@ -185,11 +187,26 @@ class PodWatcher(threading.Thread):
                         rv = None
                         break
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if ev.get("type") == "BOOKMARK":
+                    if ev.get("type") in ("BOOKMARK", None):
                         continue
                     self.observe(ev["type"], obj, now)
             except (OSError, http.client.HTTPException, json.JSONDecodeError):
                 time.sleep(0.2)
+
+    def observe(self, kind, obj, now):
+        raise NotImplementedError
+
+
+class PodWatcher(Watch):
+    """Watches the pods of one namespace; remembers when they last all turned Ready
+    (client receive time, wall clock)."""
+
+    def __init__(self, world, ns):
+        super().__init__(world, f"/api/v1/namespaces/{ns}/pods")
+        self.ns = ns
+        self.pods = {}
+        self.all_ready_at = None
+        self.first_pod_at = None
 
     def observe(self, kind, pod, now):
         name = pod["metadata"]["name"]
@@ -206,6 +223,37 @@ class PodWatcher(threading.Thread):
 
     def all_ready(self):
         return bool(self.pods) and all(self.pods.values())
+
+
+class HelmReleaseWatcher(Watch):
+    """Watches the run's HelmRelease, as a user watching it would (`kubectl get helmrelease
+    -w`); remembers when it last turned Ready=True for its current generation, on receipt:
+    the Ready condition True with its observedGeneration (or, without one, the status's)
+    equal to metadata.generation, the judgement catalyst-bootstrap makes too."""
+
+    def __init__(self, world, ns, release, api_version):
+        super().__init__(world, f"/apis/{api_version}/namespaces/{ns}/helmreleases")
+        self.release = release
+        self.ready = False
+        self.ready_at = None
+
+    def observe(self, kind, hr, now):
+        if hr.get("metadata", {}).get("name") != self.release:
+            return
+        ready = kind != "DELETED" and helm_release_ready(hr)
+        if ready and not self.ready:
+            self.ready_at = now
+        self.ready = ready
+
+
+def helm_release_ready(hr):
+    status = hr.get("status") or {}
+    generation = hr.get("metadata", {}).get("generation")
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            observed = c.get("observedGeneration", status.get("observedGeneration"))
+            return c.get("status") == "True" and observed == generation
+    return False
 
 
 class FluxStandIn(threading.Thread):
@@ -365,9 +413,14 @@ class Arm:
         raise ValueError(self.tool)
 
 
+def kit_helm_release(kit_dir):
+    """The rendered HelmRelease."""
+    return yaml.safe_load((kit_dir / "12-external-dns.yaml").read_text())
+
+
 def helm_chart(kit_dir):
     """The chart, version, source and values the rendered HelmRelease carries."""
-    hr = yaml.safe_load((kit_dir / "12-external-dns.yaml").read_text())
+    hr = kit_helm_release(kit_dir)
     src = yaml.safe_load((kit_dir / "11-chart-source.yaml").read_text())
     values = hr["spec"].get("values", {})
     if src["kind"] == "OCIRepository":
@@ -428,13 +481,26 @@ def run_once(world, args, n, tool, scenario):
     # With real Flux, the world's Sovereign for its Flux shard (chart from the loopback repository).
     source = "CATALYST_LOCAL_SPEC" if args.flux_stand_in else "CATALYST_FLUX_SPEC"
     ns, release, rundir, spec_path, kit = prepare_run(world, args, n, tool, scenario, source)
-    prepare_namespace(world, ns, release)
+    proof = scenario.get("record_after") is not None
+    # The DNS proof scenario: the Secret and the Service to publish, as an operator provides them.
+    prepare_namespace(world, ns, release, api_key=proof)
+    records = None
+    if proof:
+        records = ProofRecords.for_run(world, spec_path, kit, ns)
+        lb_service(world, ns, records.hostname, records.ip, records.annotation_prefix)
 
     world.pod_ready_delay(scenario.get("ready_delay", 0))
     world.audit_events()  # skip what came before this run
     watcher = PodWatcher(world, ns)
     watcher.start()
+    # The user's view of the HelmRelease; Helm has none.
+    hr_watcher = None
+    if tool != "helm":
+        hr_watcher = HelmReleaseWatcher(world, ns, release, kit_helm_release(kit)["apiVersion"])
+        hr_watcher.start()
     watcher.started.wait(10)
+    if hr_watcher:
+        hr_watcher.started.wait(10)
 
     arm = Arm(world, tool, ns, release, spec_path, kit)
     commands = arm.commands()
@@ -443,20 +509,24 @@ def run_once(world, args, n, tool, scenario):
     env["HOME"] = str(world.work / "home" / tool)  # tool caches (discovery, Helm repos) start cold
     shutil.rmtree(env["HOME"], ignore_errors=True)
     Path(env["HOME"]).mkdir(parents=True)
-    log(f"run {n}: {tool} / {scenario['name']} in {ns}")
+    log(f"run {n}: {tool} / {scenario['name']} in {ns}"
+        + (f" ({scenario['services']} Services, record {records.hostname})" if proof else ""))
 
     stand_in = None
     if args.flux_stand_in and tool != "helm":
         stand_in = FluxStandIn(world, ns, release, kit, rundir)
         stand_in.start()
     fault = Fault(world, scenario)
+    out = rundir / "output.log"
     t0 = time.time()
     deadline = t0 + args.run_limit
     fault.start(t0)
+    if records:
+        records.start_after_proof(out, scenario["record_after"])
     codes, rss = [], 0
     try:
         for cmd in commands:
-            code, peak = run_command(cmd, env, deadline, rundir / "output.log")
+            code, peak = run_command(cmd, env, deadline, out)
             codes.append(code)
             rss = max(rss, peak)
             if code != 0:
@@ -464,8 +534,12 @@ def run_once(world, args, n, tool, scenario):
     finally:
         t_exit = time.time()
         fault.finish()
+        if records:
+            records.finish()
     time.sleep(2)  # let the audit backend write the last events
     watcher.stop.set()
+    if hr_watcher:
+        hr_watcher.stop.set()
     if stand_in:
         stand_in.stop.set()
     events = world.audit_events()
@@ -480,14 +554,16 @@ def run_once(world, args, n, tool, scenario):
     throttled = len({e["auditID"] for e in mine if e.get("responseStatus", {}).get("code") == 429})
     in_window = None
     if watcher.first_pod_at and watcher.all_ready_at and watcher.all_ready_at > watcher.first_pod_at:
-        lo, hi = watcher.first_pod_at, watcher.all_ready_at
-        in_window = sum(1 for e in reqs if lo <= parse_ts(e["requestReceivedTimestamp"]) <= hi)
+        in_window = len(received_between(reqs, watcher.first_pod_at, watcher.all_ready_at))
     ok = bool(codes) and all(c == 0 for c in codes) and len(codes) == len(commands)
+    hr_ready_at = hr_watcher.ready_at if hr_watcher else None
     result = {
         "run": n, "tool": tool, "scenario": scenario["name"], "ok": ok, "exit_codes": codes,
         "wall_s": round(t_exit - t0, 3),
         "ready_at_s": round(watcher.all_ready_at - t0, 3) if watcher.all_ready_at else None,
         "detection_s": round(t_exit - watcher.all_ready_at, 3) if watcher.all_ready_at and ok else None,
+        "hr_ready_at_s": round(hr_ready_at - t0, 3) if hr_ready_at else None,
+        "hr_ready_to_exit_s": round(t_exit - hr_ready_at, 3) if hr_ready_at and ok else None,
         "requests": len(reqs), "throttled": throttled,
         "wait_window_s": round(watcher.all_ready_at - watcher.first_pod_at, 3) if in_window is not None else None,
         "requests_in_wait": in_window,
@@ -495,10 +571,48 @@ def run_once(world, args, n, tool, scenario):
         "peak_rss_kib": rss,
         "fault": fault.describe(),
     }
+    if scenario.get("fault") == "freeze":
+        result.update(unreachable_after_freeze(out if tool == "catalyst-bootstrap" else None, fault.frozen_at))
+    if records:
+        result.update(records.result(reqs, t0, t_exit))
+        result["services"] = scenario["services"]
+        result["services_in_cluster"] = count_services(world)
     log(f"  -> ok={ok} codes={codes} wall={result['wall_s']}s detect={result['detection_s']} "
-        f"reqs={len(reqs)} (wait {in_window}) 429s={throttled} rss={rss // 1024}MiB")
+        f"hr->exit={result['hr_ready_to_exit_s']} reqs={len(reqs)} (wait {in_window}) 429s={throttled} "
+        f"rss={rss // 1024}MiB"
+        + (f" freeze->unreachable={result.get('frozen_to_unreachable_s')}" if "frozen_to_unreachable_s" in result
+           else "")
+        + (f" proof: {result['requests_in_proof']} requests in {result['proof_window_s']}s, "
+           f"record->exit={result['record_to_exit_s']}" if records else ""))
+    if records:
+        records.remove()
     cleanup(world, tool, ns, release)
     return result
+
+
+def received_between(reqs, lo, hi):
+    """The audited requests the apiserver received between `lo` and `hi` (wall clock)."""
+    return [e for e in reqs if lo <= parse_ts(e["requestReceivedTimestamp"]) <= hi]
+
+
+def unreachable_after_freeze(output_log, frozen_at):
+    """From catalyst-bootstrap's NDJSON events: the time from the SIGSTOP to its first
+    `apiserver-unreachable` event, and how many it wrote. None for the other tools, which
+    write no events."""
+    if output_log is None:
+        return {"frozen_to_unreachable_s": None, "unreachable_events": None}
+    events = [e for e in up_events(output_log) if e.get("state") == "apiserver-unreachable"]
+    first = None
+    if frozen_at is not None:
+        after = [parse_ts(e["ts"]) for e in events if "ts" in e and parse_ts(e["ts"]) >= frozen_at]
+        first = min(after, default=None)
+    return {"frozen_to_unreachable_s": round(first - frozen_at, 3) if first is not None else None,
+            "unreachable_events": len(events)}
+
+
+def count_services(world):
+    r = world.kubectl("get", "services", "--all-namespaces", "--no-headers", check=False)
+    return r.stdout.count("\n") if r.returncode == 0 else None
 
 
 def count_verbs(reqs):
@@ -548,6 +662,8 @@ class Fault:
         self.thread = None
         self.stop = threading.Event()
         self.frozen = None
+        # When the apiserver got SIGSTOP (wall clock).
+        self.frozen_at = None
         self.load = None
         self.log = []
 
@@ -569,6 +685,7 @@ class Fault:
         pid = self.world.apiserver_pid()
         os.kill(pid, signal.SIGSTOP)
         self.frozen = pid
+        self.frozen_at = time.time()
         self.log.append(("frozen", round(time.time() - t0, 2)))
         self.stop.wait(self.scenario["freeze_for"])
         self.thaw(t0)
@@ -599,6 +716,184 @@ class Fault:
 
     def describe(self):
         return self.log
+
+
+# ---------------------------------------------------------------- the DNS proof
+
+# The cluster's Services in the DNS proof scenario: `scripts/testenv load N` at each size
+# (headless Services that select nothing and carry no hostname annotation, so no record is
+# expected for them; the proof lists and watches them all the same).
+PROOF_SIZES = (200, 2000)
+# The record appears in PowerDNS this long after the proof started.
+PROOF_RECORD_AFTER = 60
+# The address in the published Service's load balancer status: the A record's target.
+PROOF_IP = "192.0.2.80"
+# external-dns's default TTL for the records it writes.
+PROOF_TTL = 300
+# The annotation prefix external-dns reads when nothing pins one (releases before v0.20.0).
+LEGACY_ANNOTATION_PREFIX = "external-dns.alpha.kubernetes.io/"
+
+
+class ProofRecords:
+    """The record catalyst-bootstrap's DNS proof must find for the run's LoadBalancer
+    Service, and the write that makes it appear, as external-dns's pdns provider makes it:
+    one PATCH of the zone through PowerDNS's REST API replacing the A rrset and its ownership
+    TXT, the TXT in the registry's new format (`<prefix><type>-<name>`, the only one
+    external-dns v0.18+ writes) for the owner id and prefix the rendered kit gives
+    external-dns. The write comes `after` seconds after the proof's start: the tool's first
+    NDJSON event of the `dns` phase (its own timestamp), read from its output as it runs."""
+
+    def __init__(self, world, hostname, server_id, owner, prefix, annotation_prefix, resource):
+        self.world, self.hostname, self.server_id = world, hostname, server_id
+        self.owner, self.prefix, self.annotation_prefix = owner, prefix, annotation_prefix
+        self.resource = resource
+        self.ip = PROOF_IP
+        self.zone = world.env["PDNS_ZONE"].rstrip(".") + "."
+        self.stop = threading.Event()
+        self.thread = None
+        self.proof_started_at = None
+        self.written_at = None
+        self.error = None
+
+    @classmethod
+    def for_run(cls, world, spec_path, kit, ns):
+        values = kit_helm_release(kit)["spec"].get("values") or {}
+        args = [str(a) for a in values.get("extraArgs") or []]
+
+        def flag(name, default):
+            return next((a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")), default)
+
+        # The chart's values, else the flags the kit passes instead (older charts), else
+        # external-dns's own defaults.
+        owner = values.get("txtOwnerId") or flag("txt-owner-id", "default")
+        prefix = values["txtPrefix"] if "txtPrefix" in values else flag("txt-prefix", "")
+        annotation_prefix = values.get("annotationPrefix") or flag("annotation-prefix", LEGACY_ANNOTATION_PREFIX)
+        spec = yaml.safe_load(Path(spec_path).read_text())
+        server_id = (spec["spec"].get("verify") or {}).get("serverId") or "localhost"
+        hostname = f"{ns}.{world.env['PDNS_ZONE'].rstrip('.')}"
+        return cls(world, hostname, server_id, owner, prefix, annotation_prefix, f"service/{ns}/web")
+
+    def txt_name(self, rtype):
+        """The TXT registry's new-format name: the type before the first label, or in the
+        prefix where it holds `%{record_type}`."""
+        rtype = rtype.lower()
+        first, _, rest = self.hostname.partition(".")
+        if "%{record_type}" not in self.prefix:
+            first = f"{rtype}-{first}"
+        name = self.prefix.replace("%{record_type}", rtype) + first
+        return f"{name}.{rest}" if rest else name
+
+    def rrsets(self, changetype):
+        owner = f'"heritage=external-dns,external-dns/owner={self.owner},external-dns/resource={self.resource}"'
+        sets = [(self.hostname, "A", self.ip), (self.txt_name("A"), "TXT", owner)]
+        out = []
+        for name, rtype, content in sets:
+            rrset = {"name": name.rstrip(".") + ".", "type": rtype, "changetype": changetype}
+            if changetype == "REPLACE":
+                rrset.update({"ttl": PROOF_TTL, "records": [{"content": content, "disabled": False}]})
+            out.append(rrset)
+        return out
+
+    def patch(self, changetype):
+        url = self.world.env["PDNS_API_URL"]
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c.request("PATCH", f"/api/v1/servers/{self.server_id}/zones/{self.zone}",
+                  body=json.dumps({"rrsets": self.rrsets(changetype)}),
+                  headers={"X-API-Key": self.world.env["PDNS_API_KEY"], "Content-Type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        if r.status not in (200, 204):
+            raise RuntimeError(f"PowerDNS PATCH {changetype}: {r.status} {body[:200]!r}")
+
+    def start_after_proof(self, output_log, after):
+        self.thread = threading.Thread(target=self._run, args=(Path(output_log), after), daemon=True)
+        self.thread.start()
+
+    def _run(self, output_log, after):
+        offset, partial = 0, b""
+        while self.proof_started_at is None:
+            if self.stop.is_set():
+                return
+            try:
+                with open(output_log, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                data = b""
+            offset += len(data)
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            for line in lines:
+                e = ndjson(line)
+                if e and e.get("phase") == "dns" and e.get("ts"):
+                    self.proof_started_at = parse_ts(e["ts"])
+                    break
+            else:
+                self.stop.wait(0.05)
+        if self.stop.wait(max(0.0, self.proof_started_at + after - time.time())):
+            return
+        try:
+            self.patch("REPLACE")
+            self.written_at = time.time()
+        except (OSError, http.client.HTTPException, RuntimeError) as e:
+            self.error = str(e)
+            log(f"  writing the record failed: {e}")
+
+    def finish(self):
+        self.stop.set()
+        if self.thread:
+            self.thread.join(15)
+
+    def remove(self):
+        try:
+            self.patch("DELETE")
+        except (OSError, http.client.HTTPException, RuntimeError):
+            pass
+
+    def result(self, reqs, t0, t_exit):
+        """The proof's window (its start to the tool's exit) and the tool's requests in it."""
+        out = {"record": self.hostname, "record_error": self.error,
+               "proof_started_at_s": None, "record_written_at_s": None, "record_to_exit_s": None,
+               "proof_window_s": None, "requests_in_proof": None, "proof_requests": {}}
+        if self.proof_started_at is None:
+            return out
+        during = received_between(reqs, self.proof_started_at, t_exit)
+        out.update({
+            "proof_started_at_s": round(self.proof_started_at - t0, 3),
+            "proof_window_s": round(t_exit - self.proof_started_at, 3),
+            "requests_in_proof": len(during),
+            "proof_requests": count_requests(during),
+        })
+        if self.written_at:
+            out["record_written_at_s"] = round(self.written_at - t0, 3)
+            out["record_to_exit_s"] = round(t_exit - self.written_at, 3)
+        return out
+
+
+def count_requests(reqs):
+    """Requests by verb and resource (`watch services`, `get helmreleases/status`, ...)."""
+    out = {}
+    for e in reqs:
+        ref = e.get("objectRef") or {}
+        what = ref.get("resource") or e.get("requestURI", "?").split("?")[0]
+        if ref.get("subresource"):
+            what += "/" + ref["subresource"]
+        key = f"{e.get('verb', '?')} {what}"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def ndjson(line):
+    """One NDJSON event, or None for any other line."""
+    line = line.strip()
+    if not line.startswith(b"{" if isinstance(line, bytes) else "{"):
+        return None
+    try:
+        e = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return e if isinstance(e, dict) and "state" in e else None
 
 
 # ---------------------------------------------------------------- the saturated bring-up
@@ -716,13 +1011,13 @@ def wait_settled(world, what, window=10, below=CALM_CPU_SHARE, at_least=0, bound
             return round(waited, 1), round(share, 4)
 
 
-def lb_service(world, ns, hostname, ip):
-    """A LoadBalancer Service with external-dns's hostname annotation and its address in the
-    status (what a cloud controller would write): the record external-dns must publish and
-    `up` must prove."""
+def lb_service(world, ns, hostname, ip, annotation_prefix=LEGACY_ANNOTATION_PREFIX):
+    """A LoadBalancer Service with external-dns's hostname annotation (under
+    `annotation_prefix`) and its address in the status (what a cloud controller would write):
+    the record external-dns must publish and `up` must prove."""
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {
         "name": "web", "namespace": ns,
-        "annotations": {"external-dns.alpha.kubernetes.io/hostname": hostname}},
+        "annotations": {f"{annotation_prefix}hostname": hostname}},
         "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}}
     world.kubectl("apply", "--server-side", "--field-manager=bench-setup", "-f", "-",
                   input=yaml.safe_dump(svc))
@@ -738,14 +1033,8 @@ def up_events(output_log):
     except OSError:
         return events
     for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            e = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(e, dict) and "state" in e:
+        e = ndjson(line)
+        if e is not None:
             events.append(e)
     return events
 
@@ -919,6 +1208,9 @@ def scenarios(quick):
         {"name": "freeze", "reps": 1, "ready_delay": 20, "fault": "freeze", "freeze_at": 8,
          "freeze_for": 60},
         {"name": "storm", "reps": 1, "ready_delay": 0, "fault": "storm", "storm_for": 30 if quick else 45},
+        # catalyst-bootstrap only (no other tool proves DNS), at each size of the cluster.
+        {"name": "dnsproof", "reps": 1 if quick else 2, "ready_delay": 0, "record_after": PROOF_RECORD_AFTER,
+         "sizes": PROOF_SIZES},
         # One run per tool: each takes several minutes (three failed cache syncs under the cap).
         {"name": "saturated", "reps": 1, "fault": "saturate"},
     ]
@@ -976,6 +1268,12 @@ def main():
         if missing:
             log(f"skipping the saturated scenario: it needs {', '.join(missing)}")
             plan = [s for s in plan if s.get("fault") != "saturate"]
+    if any(s.get("sizes") for s in plan):
+        missing = [what for what, have in (("catalyst-bootstrap in --tools", "catalyst-bootstrap" in tools),
+                                           ("--testenv PATH", args.testenv)) if not have]
+        if missing:
+            log(f"skipping the dnsproof scenario: it needs {', '.join(missing)}")
+            plan = [s for s in plan if not s.get("sizes")]
     if any(s.get("fault") == "storm" for s in plan):
         prepare_storm(world)
 
@@ -989,6 +1287,10 @@ def main():
         if scenario.get("fault") == "saturate":
             n = run_saturated_scenario(world, args, tools, scenario, n, results,
                                        lambda: write_results(args, start, kept + results, groups))
+            continue
+        if scenario.get("sizes"):
+            n = run_dnsproof_scenario(world, args, scenario, n, results,
+                                      lambda: write_results(args, start, kept + results, groups))
             continue
         for rep in range(scenario["reps"]):
             # Alternate the order, so no tool always runs first (cold caches) or last.
@@ -1012,6 +1314,31 @@ def write_results(args, start, runs, groups):
     with open(args.results, "w") as f:
         json.dump({"started": start, "quick": args.quick, "flux_stand_in": args.flux_stand_in,
                    "scenarios": groups, "runs": runs}, f, indent=1)
+
+
+def run_dnsproof_scenario(world, args, scenario, n, results, save):
+    """catalyst-bootstrap's DNS proof at each size of the cluster: `scripts/testenv load N`
+    (it adds or removes Services to reach N), a settled apiserver, then the runs, each with
+    the record written into PowerDNS PROOF_RECORD_AFTER s after its proof started. The load
+    is removed at the end, however the scenario ends."""
+    try:
+        for size in scenario["sizes"]:
+            log(f"dnsproof scenario: {size} Services (scripts/testenv load {size})")
+            t = time.time()
+            testenv(world, "load", size)
+            log(f"  load in place after {time.time() - t:.0f}s")
+            wait_settled(world, f"after the load of {size}", at_least=30)
+            for _ in range(scenario["reps"]):
+                n += 1
+                try:
+                    results.append(run_once(world, args, n, "catalyst-bootstrap", dict(scenario, services=size)))
+                finally:
+                    world.pod_ready_delay(0)
+                save()
+    finally:
+        log("dnsproof scenario: removing the load")
+        testenv(world, "load", "off", check=False)
+    return n
 
 
 def run_saturated_scenario(world, args, tools, scenario, n, results, save):
