@@ -140,8 +140,6 @@ pub struct ProxyStats {
 
 #[derive(Default)]
 struct Counters {
-    requests: AtomicU64,
-    watches: AtomicU64,
     latency: AtomicU64,
     status_429: AtomicU64,
     status_503: AtomicU64,
@@ -379,8 +377,11 @@ impl FaultProxy {
             peak = peak.max(hi - lo + 1);
         }
         ProxyStats {
-            requests: n(&c.requests),
-            watches: n(&c.watches),
+            requests: arrivals.len() as u64,
+            watches: arrivals
+                .iter()
+                .filter(|a| a.watch_timeout.is_some())
+                .count() as u64,
             latency: n(&c.latency),
             status_429: n(&c.status_429),
             status_503: n(&c.status_503),
@@ -587,7 +588,6 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let c = &state.counters;
-    c.requests.fetch_add(1, Ordering::Relaxed);
     let watch_timeout = is_watch(&req).then(|| {
         req.uri()
             .query()
@@ -595,9 +595,6 @@ async fn handle(
             .flat_map(|q| q.split('&'))
             .find_map(|p| p.strip_prefix("timeoutSeconds=")?.parse().ok())
     });
-    if watch_timeout.is_some() {
-        c.watches.fetch_add(1, Ordering::Relaxed);
-    }
     state.arrivals.lock().unwrap().push(Arrival {
         at: Instant::now(),
         method: req.method().clone(),

@@ -71,24 +71,24 @@ impl Saturation {
     pub fn lift(self) {}
 }
 
-/// The median of seven `/readyz` reads, each given at most [`SLOWEST`] twice over.
+/// How long [`readyz_median`] gives each read; one unanswered by then counts as this long.
+pub const READYZ_LIMIT: Duration = Duration::from_secs(6);
+
+/// The median of seven `/readyz` reads, each given at most [`READYZ_LIMIT`].
 pub async fn readyz_median(client: &kube::Client) -> Duration {
     let mut took = Vec::new();
     for _ in 0..7 {
         let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
         let started = std::time::Instant::now();
-        let answered = tokio::time::timeout(2 * SLOWEST, client.request_text(request)).await;
+        let answered = tokio::time::timeout(READYZ_LIMIT, client.request_text(request)).await;
         took.push(match answered {
             Ok(Ok(_)) => started.elapsed(),
-            _ => 2 * SLOWEST,
+            _ => READYZ_LIMIT,
         });
     }
     took.sort();
     took[3]
 }
-
-/// Slower than this, a `/readyz` read counts as unanswered in [`readyz_median`].
-pub const SLOWEST: Duration = Duration::from_secs(3);
 
 impl Drop for Saturation {
     fn drop(&mut self) {
