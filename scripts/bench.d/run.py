@@ -69,6 +69,19 @@ class World:
     def conn(self, user="admin", timeout=30):
         return http.client.HTTPSConnection(self.host, int(self.port), context=self.tls(user), timeout=timeout)
 
+    def pdns(self, method, path, body=None, timeout=10):
+        """One request to the world's PowerDNS REST API (`path` from `/api/v1`): the status
+        and the body read."""
+        host, port = self.env["PDNS_API_URL"].removeprefix("http://").rstrip("/").split(":")
+        c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        headers = {"X-API-Key": self.env["PDNS_API_KEY"]}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(body)
+        c.request(method, f"/api/v1{path}", body=body, headers=headers)
+        r = c.getresponse()
+        return r.status, r.read()
+
     def kubectl(self, *args, kubeconfig=None, check=True, input=None):
         cmd = [self.bins["kubectl"], f"--kubeconfig={kubeconfig or self.state / 'kubeconfig'}", *args]
         r = subprocess.run(cmd, input=input, capture_output=True, text=True, env=self.env)
@@ -795,16 +808,10 @@ class ProofRecords:
         return out
 
     def patch(self, changetype):
-        url = self.world.env["PDNS_API_URL"]
-        host, port = url.removeprefix("http://").rstrip("/").split(":")
-        c = http.client.HTTPConnection(host, int(port), timeout=10)
-        c.request("PATCH", f"/api/v1/servers/{self.server_id}/zones/{self.zone}",
-                  body=json.dumps({"rrsets": self.rrsets(changetype)}),
-                  headers={"X-API-Key": self.world.env["PDNS_API_KEY"], "Content-Type": "application/json"})
-        r = c.getresponse()
-        body = r.read()
-        if r.status not in (200, 204):
-            raise RuntimeError(f"PowerDNS PATCH {changetype}: {r.status} {body[:200]!r}")
+        status, body = self.world.pdns("PATCH", f"/servers/{self.server_id}/zones/{self.zone}",
+                                       {"rrsets": self.rrsets(changetype)})
+        if status not in (200, 204):
+            raise RuntimeError(f"PowerDNS PATCH {changetype}: {status} {body[:200]!r}")
 
     def start_after_proof(self, output_log, after):
         self.thread = threading.Thread(target=self._run, args=(Path(output_log), after), daemon=True)
@@ -966,17 +973,11 @@ class RecordWatcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
-        base = self.world.env["PDNS_API_URL"]
-        host, port = base.removeprefix("http://").split(":")
         zone = self.world.env["PDNS_ZONE"].rstrip(".") + "."
         while not self.stop.is_set() and self.seen_at is None:
             try:
-                c = http.client.HTTPConnection(host, int(port), timeout=5)
-                c.request("GET", f"/api/v1/servers/localhost/zones/{zone}",
-                          headers={"X-API-Key": self.world.env["PDNS_API_KEY"]})
-                r = c.getresponse()
-                body = r.read()
-                if r.status == 200:
+                status, body = self.world.pdns("GET", f"/servers/localhost/zones/{zone}", timeout=5)
+                if status == 200:
                     rrsets = json.loads(body).get("rrsets", [])
                     if any(x["name"] == self.hostname and x["type"] == "A" and x.get("records")
                            for x in rrsets):
