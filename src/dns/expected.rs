@@ -141,7 +141,8 @@ pub async fn expected_records(
 #[derive(Debug, Default)]
 pub struct Derived {
     pub records: Vec<ExpectedRecord>,
-    /// The kinds the records were derived from (the routes' Gateways included).
+    /// The kinds the records were derived from (Gateways included once a route is accepted
+    /// by one).
     pub sources: Vec<ApiResource>,
     /// The resource version of the first list: resource versions are the datastore's
     /// revision, one for the whole cluster, so a watch of any source kind from it sees every
@@ -213,7 +214,31 @@ fn lb_ingress_targets(
 }
 
 /// Expected records limited by `scope`.
+/// How many objects one list request asks for (the client-go pager's and kube-runtime's
+/// page size). A page is judged and dropped before the next is read, so what a derivation
+/// holds does not grow with the cluster.
+pub const LIST_PAGE: u32 = 500;
+
+/// Derives the expected records from the sources external-dns reads, each listed a page at
+/// a time.
 pub async fn expected_records_in(
+    client: &Client,
+    sovereign: &Sovereign,
+    policy: &RetryPolicy,
+    scope: &Scope,
+) -> Result<Derived, RetryError> {
+    loop {
+        match derive(client, sovereign, policy, scope).await {
+            // Only a continue token is answered 410 by a list: the apiserver keeps one for
+            // about five minutes (until it compacts). A listing slower than that starts
+            // again from a fresh snapshot, so nothing of the older one is expected.
+            Err(RetryError::Api { code: 410, .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn derive(
     client: &Client,
     sovereign: &Sovereign,
     policy: &RetryPolicy,
@@ -225,76 +250,79 @@ pub async fn expected_records_in(
     let hostname_key = format!("{prefix}hostname");
     let target_key = format!("{prefix}target");
     let has = |s: &str| edns.sources.iter().any(|x| x == s);
-    let params = ListParams::default();
     let mut out = Collector::default();
     let mut derived = Derived::default();
 
     if has("service") {
-        let api: Api<Service> = namespaced(client, scope);
-        let list = with_retry(policy, "list Services", || api.list(&params)).await?;
-        for svc in derived.listed(ApiResource::erase::<Service>(&()), list) {
-            let spec = svc.spec.as_ref();
-            if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
-                continue;
-            }
-            let ann = svc.metadata.annotations.clone().unwrap_or_default();
-            let Some(hosts) = ann.get(&hostname_key) else {
-                continue;
-            };
-            // external-dns's order: target annotation, externalIPs, load balancer status.
-            let targets = match ann.get(&target_key) {
-                Some(t) => comma_list(t),
-                None => match spec.and_then(|s| s.external_ips.clone()) {
-                    Some(ips) if !ips.is_empty() => ips,
-                    _ => lb_ingress_targets(
-                        svc.status
-                            .as_ref()
-                            .and_then(|s| s.load_balancer.as_ref())
-                            .and_then(|lb| lb.ingress.as_ref()),
-                    ),
-                },
-            };
-            let source = format!("service/{}", key(&svc.metadata));
-            for host in comma_list(hosts) {
-                out.add(&filters, &host, &targets, &source);
+        let mut pages = Pages::new(namespaced::<Service>(client, scope), "list Services");
+        while let Some(page) = pages.next(policy).await? {
+            for svc in page {
+                let spec = svc.spec.as_ref();
+                if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+                    continue;
+                }
+                let ann = svc.metadata.annotations.clone().unwrap_or_default();
+                let Some(hosts) = ann.get(&hostname_key) else {
+                    continue;
+                };
+                // external-dns's order: target annotation, externalIPs, load balancer status.
+                let targets = match ann.get(&target_key) {
+                    Some(t) => comma_list(t),
+                    None => match spec.and_then(|s| s.external_ips.clone()) {
+                        Some(ips) if !ips.is_empty() => ips,
+                        _ => lb_ingress_targets(
+                            svc.status
+                                .as_ref()
+                                .and_then(|s| s.load_balancer.as_ref())
+                                .and_then(|lb| lb.ingress.as_ref()),
+                        ),
+                    },
+                };
+                let source = format!("service/{}", key(&svc.metadata));
+                for host in comma_list(hosts) {
+                    out.add(&filters, &host, &targets, &source);
+                }
             }
         }
+        derived.listed(ApiResource::erase::<Service>(&()), pages.version);
     }
 
     if has("ingress") {
-        let api: Api<Ingress> = namespaced(client, scope);
-        let list = with_retry(policy, "list Ingresses", || api.list(&params)).await?;
-        for ing in derived.listed(ApiResource::erase::<Ingress>(&()), list) {
-            let ann = ing.metadata.annotations.clone().unwrap_or_default();
-            let targets = match ann.get(&target_key) {
-                Some(t) => comma_list(t),
-                None => ing
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.load_balancer.as_ref())
-                    .and_then(|lb| lb.ingress.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-                    .collect(),
-            };
-            let spec = ing.spec.as_ref();
-            let hosts = spec
-                .and_then(|s| s.rules.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.host.clone())
-                .chain(
-                    spec.and_then(|s| s.tls.as_ref())
+        let mut pages = Pages::new(namespaced::<Ingress>(client, scope), "list Ingresses");
+        while let Some(page) = pages.next(policy).await? {
+            for ing in page {
+                let ann = ing.metadata.annotations.clone().unwrap_or_default();
+                let targets = match ann.get(&target_key) {
+                    Some(t) => comma_list(t),
+                    None => ing
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.load_balancer.as_ref())
+                        .and_then(|lb| lb.ingress.as_ref())
                         .into_iter()
                         .flatten()
-                        .flat_map(|t| t.hosts.clone().unwrap_or_default()),
-                );
-            let source = format!("ingress/{}", key(&ing.metadata));
-            for host in hosts {
-                out.add(&filters, &host, &targets, &source);
+                        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+                        .collect(),
+                };
+                let spec = ing.spec.as_ref();
+                let hosts = spec
+                    .and_then(|s| s.rules.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.host.clone())
+                    .chain(
+                        spec.and_then(|s| s.tls.as_ref())
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|t| t.hosts.clone().unwrap_or_default()),
+                    );
+                let source = format!("ingress/{}", key(&ing.metadata));
+                for host in hosts {
+                    out.add(&filters, &host, &targets, &source);
+                }
             }
         }
+        derived.listed(ApiResource::erase::<Ingress>(&()), pages.version);
     }
 
     let mut gateways = GatewayCache::default();
@@ -306,37 +334,45 @@ pub async fn expected_records_in(
             continue;
         }
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", kind));
-        let api = scope.api(client, &resource);
         let what = format!("list {kind}s");
-        let routes = match with_retry(policy, &what, || api.list(&params)).await {
-            Ok(list) => derived.listed(resource, list),
-            // The Gateway API CRDs are not installed: no routes for external-dns to read.
-            Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => {
-                derived.unserved = true;
-                vec![]
-            }
-            Err(e) => return Err(e),
-        };
-        for route in routes {
-            let route_ns = route.metadata.namespace.clone().unwrap_or_default();
-            let source = format!("{}/{}", kind.to_ascii_lowercase(), key(&route.metadata));
-            let hostnames = str_list(&route.data["spec"]["hostnames"]);
-            for gw_ref in accepted_gateways(&route.data, &route_ns) {
-                let Some(gw) = gateways.get(client, policy, &gw_ref).await? else {
-                    continue;
-                };
-                let targets = match gw.annotations.get(&target_key) {
-                    Some(t) => comma_list(t),
-                    None => gw.addresses.clone(),
-                };
-                for host in narrow(&hostnames, &gw.listener_hosts) {
-                    out.add(&filters, &host, &targets, &source);
+        let mut pages = Pages::new(scope.api(client, &resource), &what);
+        loop {
+            let page = match pages.next(policy).await {
+                Ok(Some(page)) => page,
+                Ok(None) => {
+                    derived.listed(resource, pages.version);
+                    break;
+                }
+                // The Gateway API CRDs are not installed: no routes for external-dns to read.
+                Err(RetryError::NotFound { .. } | RetryError::NotServed { .. }) => {
+                    derived.unserved = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            for route in page {
+                let route_ns = route.metadata.namespace.clone().unwrap_or_default();
+                let source = format!("{}/{}", kind.to_ascii_lowercase(), key(&route.metadata));
+                let hostnames = str_list(&route.data["spec"]["hostnames"]);
+                for gw_ref in accepted_gateways(&route.data, &route_ns) {
+                    let Some(gw) = gateways.get(client, policy, &gw_ref).await? else {
+                        continue;
+                    };
+                    let targets = match gw.annotations.get(&target_key) {
+                        Some(t) => comma_list(t),
+                        None => gw.addresses.clone(),
+                    };
+                    for host in narrow(&hostnames, &gw.listener_hosts) {
+                        out.add(&filters, &host, &targets, &source);
+                    }
                 }
             }
         }
     }
 
-    if derived.sources.iter().any(|s| s.group == GATEWAY_GROUP) {
+    // Gateways matter only through the routes accepted by them: with none, a Gateway's
+    // change changes no record, and a route that comes is seen by its own kind's watch.
+    if !gateways.seen.is_empty() {
         derived.sources.push(gateway_resource());
     }
     derived.records = out.finish(&filters);
@@ -356,18 +392,58 @@ pub async fn expected_records_in(
 }
 
 impl Derived {
-    /// The objects of `list`, a list of `resource`, noted as a source (the first list's
-    /// version is the one watched from).
-    fn listed<K: Clone>(
-        &mut self,
-        resource: ApiResource,
-        list: kube::api::ObjectList<K>,
-    ) -> Vec<K> {
+    /// Notes `resource` as a source, listed at `version` (the first list's version is the
+    /// one watched from).
+    fn listed(&mut self, resource: ApiResource, version: Option<String>) {
         if self.sources.is_empty() {
-            self.resource_version = list.metadata.resource_version;
+            self.resource_version = version;
         }
         self.sources.push(resource);
-        list.items
+    }
+}
+
+/// One kind's list, read [`LIST_PAGE`] objects at a time through the retry policy.
+struct Pages<'a, K> {
+    api: Api<K>,
+    what: &'a str,
+    /// The next page's request; `None` once the last page has been read.
+    next: Option<ListParams>,
+    /// The resource version every page is served at (the first page's).
+    version: Option<String>,
+}
+
+impl<'a, K> Pages<'a, K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    fn new(api: Api<K>, what: &'a str) -> Self {
+        Pages {
+            api,
+            what,
+            next: Some(ListParams::default().limit(LIST_PAGE)),
+            version: None,
+        }
+    }
+
+    /// The next page's objects, `None` after the last.
+    async fn next(&mut self, policy: &RetryPolicy) -> Result<Option<Vec<K>>, RetryError> {
+        let Some(params) = self.next.take() else {
+            return Ok(None);
+        };
+        let list = with_retry(policy, self.what, || self.api.list(&params)).await?;
+        if self.version.is_none() {
+            self.version = list.metadata.resource_version;
+        }
+        self.next = list
+            .metadata
+            .continue_
+            .filter(|token| !token.is_empty())
+            .map(|token| {
+                ListParams::default()
+                    .limit(LIST_PAGE)
+                    .continue_token(&token)
+            });
+        Ok(Some(list.items))
     }
 }
 
@@ -508,6 +584,196 @@ impl GatewayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recorded::{apiserver, exchange};
+    use http::Method;
+    use serde_json::json;
+
+    const SERVICES: &str = "/api/v1/services";
+
+    /// The example Sovereign (sources: the Gateway API routes and Services).
+    fn example() -> Sovereign {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("clusters/example/sovereign.yaml");
+        crate::spec::load(&path, None)
+            .expect("the example spec loads")
+            .sovereign
+    }
+
+    /// A page of Services at `version`: one annotated LoadBalancer Service named `name`,
+    /// `continue_` to the next page.
+    fn page(version: &str, name: &str, continue_: &str) -> Value {
+        json!({"kind": "ServiceList", "apiVersion": "v1",
+               "metadata": {"resourceVersion": version, "continue": continue_},
+               "items": [{"metadata": {"name": name, "namespace": "web", "annotations": {
+                   "external-dns.alpha.kubernetes.io/hostname":
+                       format!("{name}.example.openova.io")}},
+                   "spec": {"type": "LoadBalancer"},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}}]})
+    }
+
+    fn unserved(kind: &str) -> crate::recorded::Exchange {
+        let path = format!("/apis/gateway.networking.k8s.io/v1/{kind}");
+        exchange(
+            Method::GET,
+            &path,
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
+        )
+    }
+
+    fn hostnames(derived: &Derived) -> Vec<&str> {
+        derived
+            .records
+            .iter()
+            .map(|r| r.hostname.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sources_are_listed_a_page_at_a_time_and_watched_from_the_first_pages_version() {
+        let (client, answering) = apiserver(vec![
+            exchange(Method::GET, SERVICES, 200, page("40", "a", "after-a")),
+            exchange(Method::GET, SERVICES, 200, page("40", "b", "")),
+            unserved("httproutes"),
+            unserved("grpcroutes"),
+        ]);
+        let derived = expected_records_in(
+            &client,
+            &example(),
+            &crate::retry::RetryPolicy::default(),
+            &Scope::default(),
+        )
+        .await
+        .unwrap();
+        drop(client);
+        let seen = answering.await.unwrap();
+        assert_eq!(
+            hostnames(&derived),
+            ["a.example.openova.io", "b.example.openova.io"]
+        );
+        assert_eq!(derived.resource_version.as_deref(), Some("40"));
+        assert!(derived.unserved);
+        let asked: Vec<_> = seen
+            .iter()
+            .map(|s| (s.query("limit"), s.query("continue")))
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                (Some("500"), None),
+                (Some("500"), Some("after-a")),
+                (Some("500"), None),
+                (Some("500"), None)
+            ]
+        );
+    }
+
+    fn list(kind: &str, items: Value) -> Value {
+        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "40"},
+               "items": items})
+    }
+
+    fn kinds(derived: &Derived) -> Vec<&str> {
+        derived.sources.iter().map(|s| s.kind.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn gateways_are_a_source_only_once_a_route_is_accepted_by_one() {
+        const HTTPROUTES: &str = "/apis/gateway.networking.k8s.io/v1/httproutes";
+        const GRPCROUTES: &str = "/apis/gateway.networking.k8s.io/v1/grpcroutes";
+        let derive = |script| async move {
+            let (client, answering) = apiserver(script);
+            let derived = expected_records_in(
+                &client,
+                &example(),
+                &crate::retry::RetryPolicy::default(),
+                &Scope::default(),
+            )
+            .await
+            .unwrap();
+            drop(client);
+            answering.await.unwrap();
+            derived
+        };
+        // No route: a Gateway's change would change no record, so none is watched.
+        let quiet = derive(vec![
+            exchange(Method::GET, SERVICES, 200, list("ServiceList", json!([]))),
+            exchange(
+                Method::GET,
+                HTTPROUTES,
+                200,
+                list("HTTPRouteList", json!([])),
+            ),
+            exchange(
+                Method::GET,
+                GRPCROUTES,
+                200,
+                list("GRPCRouteList", json!([])),
+            ),
+        ])
+        .await;
+        assert_eq!(kinds(&quiet), ["Service", "HTTPRoute", "GRPCRoute"]);
+        // A route accepted by a Gateway: the Gateway's addresses are the record's.
+        let route = json!([{"metadata": {"name": "web", "namespace": "web"},
+            "spec": {"hostnames": ["www.example.openova.io"]},
+            "status": {"parents": [{"parentRef": {"name": "edge"},
+                "conditions": [{"type": "Accepted", "status": "True"}]}]}}]);
+        let gateway = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "web"},
+            "spec": {"listeners": [{"name": "http"}]},
+            "status": {"addresses": [{"value": "192.0.2.9"}]}});
+        let routed = derive(vec![
+            exchange(Method::GET, SERVICES, 200, list("ServiceList", json!([]))),
+            exchange(Method::GET, HTTPROUTES, 200, list("HTTPRouteList", route)),
+            exchange(
+                Method::GET,
+                "/apis/gateway.networking.k8s.io/v1/namespaces/web/gateways/edge",
+                200,
+                gateway,
+            ),
+            exchange(
+                Method::GET,
+                GRPCROUTES,
+                200,
+                list("GRPCRouteList", json!([])),
+            ),
+        ])
+        .await;
+        assert_eq!(
+            kinds(&routed),
+            ["Service", "HTTPRoute", "GRPCRoute", "Gateway"]
+        );
+        assert_eq!(hostnames(&routed), ["www.example.openova.io"]);
+        assert_eq!(routed.records[0].targets, ["192.0.2.9"]);
+    }
+
+    #[tokio::test]
+    async fn a_listing_whose_continue_token_expired_starts_again_from_a_fresh_snapshot() {
+        let expired = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "Expired", "code": 410,
+            "message": "The provided continue parameter is too old to display a consistent list result."});
+        let (client, answering) = apiserver(vec![
+            exchange(Method::GET, SERVICES, 200, page("40", "gone", "after-gone")),
+            exchange(Method::GET, SERVICES, 410, expired),
+            exchange(Method::GET, SERVICES, 200, page("90", "b", "")),
+            unserved("httproutes"),
+            unserved("grpcroutes"),
+        ]);
+        let derived = expected_records_in(
+            &client,
+            &example(),
+            &crate::retry::RetryPolicy::default(),
+            &Scope::default(),
+        )
+        .await
+        .unwrap();
+        drop(client);
+        assert_eq!(answering.await.unwrap().len(), 5);
+        // Nothing of the older snapshot is expected, and the watch starts from the new one.
+        assert_eq!(hostnames(&derived), ["b.example.openova.io"]);
+        assert_eq!(derived.resource_version.as_deref(), Some("90"));
+    }
 
     #[test]
     fn targets_are_classified_by_address_family() {
