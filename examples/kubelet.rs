@@ -1,6 +1,7 @@
 //! The test world's kubelet for the labelled pods of one namespace on the fake node, as
 //! tests/world/support/kubelet/mod.rs describes; scripts/demo starts it in the background. It
-//! runs the real external-dns for external-dns's image. Stops (killing its processes) on
+//! runs the real external-dns for external-dns's image and the PowerDNS webhook
+//! (examples/pdns-webhook.rs, built beside it) for the webhook sidecar's. Stops (killing its processes) on
 //! SIGINT or SIGTERM.
 //!
 //!     kubelet NAMESPACE WORK_DIR
@@ -36,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
         kube::Client::try_from(config)?,
         KubeletConfig {
             namespace: namespace.clone(),
-            images: vec![Image::external_dns(PathBuf::from(env("EXTERNAL_DNS_BIN")?))],
+            images: vec![
+                Image::external_dns(PathBuf::from(env("EXTERNAL_DNS_BIN")?)),
+                Image::pdns_webhook(Image::pdns_webhook_beside(&std::env::current_exe()?)),
+            ],
             kubeconfig,
             work_dir: PathBuf::from(work_dir),
             apiserver: None,

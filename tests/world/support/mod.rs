@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod flux;
 pub mod kits;
 pub mod kubelet;
+pub mod pdns_webhook;
 pub mod saturate;
 mod turn;
 
@@ -53,6 +54,19 @@ fn required(name: &str) -> String {
              or run `scripts/test`, which does both."
         ),
     }
+}
+
+/// The PowerDNS webhook example, built with the tests (`cargo test` builds examples).
+pub fn pdns_webhook_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = kubelet::Image::pdns_webhook_beside(&exe);
+    assert!(
+        bin.is_file(),
+        "{} is missing: `cargo test` builds it; a run of one test target alone needs \
+         `--example pdns-webhook` beside `--test world`",
+        bin.display()
+    );
+    bin
 }
 
 fn existing_file(var: &str) -> PathBuf {
@@ -115,7 +129,10 @@ impl World {
     pub fn kubelet_config(&self, ns: &str, work_dir: PathBuf) -> kubelet::KubeletConfig {
         kubelet::KubeletConfig {
             namespace: ns.to_owned(),
-            images: vec![kubelet::Image::external_dns(self.external_dns_bin.clone())],
+            images: vec![
+                kubelet::Image::external_dns(self.external_dns_bin.clone()),
+                kubelet::Image::pdns_webhook(pdns_webhook_bin()),
+            ],
             kubeconfig: self.kubeconfig.clone(),
             work_dir,
             apiserver: None,

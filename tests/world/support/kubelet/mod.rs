@@ -24,7 +24,8 @@
 //! Where a host process cannot be a pod, it differs, and says so here: the container's
 //! image is a host binary ([`Image`]); each container port is a free loopback port (the
 //! process learns it from `CATALYST_TESTENV_PORT_<containerPort>`, external-dns from
-//! `--metrics-address`); external-dns gets `--kubeconfig` with a token of the pod's
+//! `--metrics-address`; the containers of a pod share its ports, and the localhost port of
+//! external-dns's `--webhook-provider-url` is one of them, the URL naming its host port); external-dns gets `--kubeconfig` with a token of the pod's
 //! ServiceAccount in place of the projected token volume; the pod IP is a label only;
 //! `terminationMessagePath` is not mounted, so under `File` the message is empty (what
 //! external-dns, which never writes it, gets on a real node too).
@@ -59,6 +60,8 @@ pub const LABEL: &str = "testenv.catalyst.openova.io/kubelet";
 pub const HOST_IP: &str = "127.0.0.1";
 /// An image whose entrypoint is the host's `/bin/sh`, for test containers.
 pub const SHELL_IMAGE: &str = "catalyst-testenv/sh";
+/// The image of the world's PowerDNS webhook sidecar (examples/pdns-webhook.rs).
+pub const PDNS_WEBHOOK_IMAGE: &str = "catalyst-testenv/pdns-webhook";
 
 /// What an image's process needs from the host to stand in for a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,27 @@ impl Image {
             entrypoint: binary,
             host: Host::ExternalDns,
         }
+    }
+
+    /// The PowerDNS webhook for external-dns's webhook provider (examples/pdns-webhook.rs).
+    pub fn pdns_webhook(binary: PathBuf) -> Image {
+        Image {
+            repository: PDNS_WEBHOOK_IMAGE.to_owned(),
+            entrypoint: binary,
+            host: Host::Plain,
+        }
+    }
+
+    /// The webhook's binary beside `exe`, a binary of the same build: cargo puts examples
+    /// in `<profile>/examples/`, tests in `<profile>/deps/`.
+    pub fn pdns_webhook_beside(exe: &std::path::Path) -> PathBuf {
+        let dir = exe.parent().expect("a binary's directory");
+        let profile = if dir.ends_with("examples") || dir.ends_with("deps") {
+            dir.parent().expect("the profile's directory")
+        } else {
+            dir
+        };
+        profile.join("examples").join("pdns-webhook")
     }
 
     pub fn shell() -> Image {
@@ -150,8 +174,22 @@ impl Kubelet {
     /// Every container log written so far (text, without CRI timestamps), each run headed
     /// by its file.
     pub fn logs(&self) -> String {
+        self.logs_where(|_| true)
+    }
+
+    /// [`Kubelet::logs`] of the containers named `container` only.
+    pub fn container_logs(&self, container: &str) -> String {
+        self.logs_where(|file| {
+            file.parent()
+                .and_then(|dir| dir.file_name())
+                .is_some_and(|name| name == container)
+        })
+    }
+
+    fn logs_where(&self, keep: impl Fn(&std::path::Path) -> bool) -> String {
         let mut files = Vec::new();
         collect_logs(&self.work_dir, &mut files);
+        files.retain(|f| keep(f));
         files.sort();
         let mut out = String::new();
         for path in files {

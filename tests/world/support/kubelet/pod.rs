@@ -50,6 +50,8 @@ struct PodRef {
     shared: Mutex<Shared>,
     changed: watch::Sender<u64>,
     events: Recorder,
+    /// The pod's ports and the loopback port each is on ([`pod_ports`]).
+    ports: Vec<(i32, u16)>,
 }
 
 impl PodRef {
@@ -90,6 +92,7 @@ pub(super) async fn worker(
         ns: pod.metadata.namespace.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         pod,
+        ports: pod_ports(&spec.containers),
         shared: Mutex::new(Shared {
             status: status::Pod::new(super::HOST_IP, &pod_ip, containers, restart_always),
             logs: BTreeMap::new(),
@@ -314,15 +317,7 @@ async fn run_container(
 ) {
     let name = container.name.clone();
     let image = container.image.clone().unwrap_or_default();
-    // Each container port gets a loopback port of its own for the container's lifetime.
-    let mut ports: Vec<(Option<String>, i32, u16)> = Vec::new();
-    for p in container.ports.iter().flatten() {
-        ports.push((
-            p.name.clone(),
-            p.container_port,
-            env::free_loopback_port().expect("a free port"),
-        ));
-    }
+    let ports = this.ports.clone();
     let grace_default = this
         .pod
         .spec
@@ -568,7 +563,7 @@ async fn run_container(
 async fn prepare(
     this: &PodRef,
     container: &Container,
-    ports: &[(Option<String>, i32, u16)],
+    ports: &[(i32, u16)],
 ) -> Result<Command, (&'static str, String)> {
     let image_name = container.image.clone().unwrap_or_default();
     let env = env::resolve_env(&this.client, &this.ns, &this.pod, container)
@@ -602,9 +597,17 @@ async fn prepare(
             .map_err(|e| ("CreateContainerConfigError", e))?;
             let metrics = ports
                 .iter()
-                .find(|(_, p, _)| *p == 7979)
-                .map(|(_, _, h)| *h)
+                .find(|(p, _)| *p == METRICS_PORT)
+                .map(|(_, h)| *h)
                 .unwrap_or_else(|| env::free_loopback_port().expect("a free port"));
+            // The webhook sidecar is on the pod's loopback port's host port.
+            for arg in argv.iter_mut() {
+                if let Some(port) = webhook_port(arg)
+                    && let Some((_, host)) = ports.iter().find(|(p, _)| *p == port)
+                {
+                    *arg = format!("{WEBHOOK_URL_FLAG}http://127.0.0.1:{host}");
+                }
+            }
             argv.push(format!("--kubeconfig={}", kubeconfig.display()));
             argv.push(format!("--metrics-address=127.0.0.1:{metrics}"));
         }
@@ -614,7 +617,7 @@ async fn prepare(
                 .or_insert_with(|| PATH.to_owned());
         }
     }
-    for (_, container_port, host_port) in ports {
+    for (container_port, host_port) in ports {
         process_env.insert(
             format!("CATALYST_TESTENV_PORT_{container_port}"),
             host_port.to_string(),
@@ -635,6 +638,43 @@ async fn prepare(
     Ok(command)
 }
 
+/// external-dns's flag naming its webhook provider.
+const WEBHOOK_URL_FLAG: &str = "--webhook-provider-url=";
+/// external-dns's metrics and health port.
+const METRICS_PORT: i32 = 7979;
+
+/// The localhost port an external-dns argument `--webhook-provider-url=http://localhost:N`
+/// reaches its sidecar on.
+fn webhook_port(arg: &str) -> Option<i32> {
+    let url = arg.strip_prefix(WEBHOOK_URL_FLAG)?;
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    matches!(host, "localhost" | "127.0.0.1")
+        .then(|| port.parse().ok())
+        .flatten()
+}
+
+/// The pod's ports, each on a loopback port of its own for the pod's lifetime: every
+/// container port, and the localhost port external-dns reaches its webhook sidecar on.
+/// The containers of a pod share its network, so each container learns all of them.
+fn pod_ports(containers: &[Container]) -> Vec<(i32, u16)> {
+    let declared = containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten().map(|p| p.container_port));
+    let webhook = containers
+        .iter()
+        .flat_map(|c| c.args.iter().flatten())
+        .filter_map(|a| webhook_port(a));
+    let mut ports: Vec<i32> = declared.chain(webhook).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .into_iter()
+        .map(|p| (p, env::free_loopback_port().expect("a free port")))
+        .collect()
+}
+
 /// One probe of one container run: waits `initialDelaySeconds`, then probes every
 /// `periodSeconds`; readiness sets the container's `ready`, a liveness failure past its
 /// threshold is reported on `liveness_failed` (once: the run ends).
@@ -644,7 +684,7 @@ async fn probe_loop(
     kind: Kind,
     spec: k8s_openapi::api::core::v1::Probe,
     container: Container,
-    ports: Vec<(Option<String>, i32, u16)>,
+    ports: Vec<(i32, u16)>,
     liveness_failed: Option<mpsc::Sender<()>>,
 ) {
     let timing = Timing::of(&spec);
@@ -669,8 +709,8 @@ async fn probe_loop(
                 };
                 let host_port = ports
                     .iter()
-                    .find(|(_, p, _)| *p == port)
-                    .map(|(_, _, h)| *h)
+                    .find(|(p, _)| *p == port)
+                    .map(|(_, h)| *h)
                     .unwrap_or(1);
                 probe::run(action, host_port, timing.timeout).await
             }
