@@ -51,6 +51,12 @@ pub const UPSTREAM_CHART: &str = "external-dns";
 /// The container port (named `http`) that serves /healthz and /metrics.
 pub const METRICS_PORT: u16 = 7979;
 
+/// The chart's name for external-dns's own container.
+pub const EXTERNAL_DNS_CONTAINER: &str = "external-dns";
+
+/// The chart's name for the webhook provider's sidecar container.
+pub const WEBHOOK_CONTAINER: &str = "webhook";
+
 /// The container port the chart gives a webhook sidecar for its health and metrics.
 pub const WEBHOOK_HEALTH_PORT: u16 = 8080;
 

@@ -136,13 +136,34 @@ async fn prove_dns(
         policy: session.retry.clone(),
         ..dns::VerifyOptions::default()
     };
-    let report = dns::verify_until_synced(
+    let proven = dns::verify_until_synced(
         &session.client,
         &session.prepared.sovereign,
         verifier,
         options,
     )
-    .await?;
+    .await;
+    let report = match proven {
+        // Why external-dns did not write them is in its pods' logs: its own, and its
+        // webhook sidecar's, which alone knows what the DNS provider answered.
+        Err(dns::DnsError::NotSynced {
+            missing,
+            likely_cause,
+            ..
+        }) => {
+            let containers =
+                dns::evidence::writing_containers(&session.prepared.sovereign.spec.dns);
+            let evidence =
+                dns::Evidence::gather(&session.client, &session.prepared.targets, containers).await;
+            return Err(dns::DnsError::NotSynced {
+                missing,
+                likely_cause: evidence.refine(likely_cause),
+                evidence,
+            }
+            .into());
+        }
+        other => other?,
+    };
     session.reporter.records_verified(report.records.len());
     for record in &report.records {
         let subject = format!(

@@ -9,6 +9,7 @@
 //! verified or time runs out ([`verify_until_synced`]). The tool never writes to PowerDNS.
 
 pub mod changes;
+pub mod evidence;
 pub mod expected;
 pub mod metrics;
 pub mod pdns;
@@ -30,6 +31,7 @@ use crate::report::Sink;
 use crate::retry::{Jitter, RetryError, RetryPolicy, Schedule};
 use crate::spec::Sovereign;
 use changes::Changes;
+pub use evidence::Evidence;
 
 pub use expected::{
     Derived, ExpectedRecord, RecordType, Scope, classify_target, expected_records,
@@ -112,10 +114,22 @@ impl std::fmt::Display for Verdict {
 pub enum LikelyCause {
     PowerDnsUnreachableOrCredentials,
     NotOwnedByThisExternalDns,
-    OwnedByOther { owner: String },
+    OwnedByOther {
+        owner: String,
+    },
     SourceErrors,
     ExternalDnsNotSynced,
     NameserverDiffers,
+    /// The webhook provider's sidecar logs a known failure ([`Evidence`]).
+    Webhook {
+        container: String,
+        cause: &'static str,
+    },
+    /// external-dns logs a known failure ([`Evidence`]).
+    Logged {
+        container: String,
+        cause: &'static str,
+    },
 }
 
 impl std::fmt::Display for LikelyCause {
@@ -140,6 +154,13 @@ impl std::fmt::Display for LikelyCause {
             LikelyCause::NameserverDiffers => f.write_str(
                 "PowerDNS holds the records but the nameserver answers otherwise (cache, or another server)",
             ),
+            LikelyCause::Webhook { container, cause } => write!(
+                f,
+                "the webhook provider sidecar (container {container}) cannot do its work: {cause}"
+            ),
+            LikelyCause::Logged { container, cause } => {
+                write!(f, "{cause} (the log of container {container})")
+            }
         }
     }
 }
@@ -158,7 +179,7 @@ pub enum DnsError {
     #[error("DNS sync not proven: {0}")]
     Unreadable(PdnsError),
     #[error(
-        "DNS not synced: {} record(s) not verified ({}); likely cause: {likely_cause}",
+        "DNS not synced: {} record(s) not verified ({}); likely cause: {likely_cause}{evidence}",
         missing.len(),
         summary(missing)
     )]
@@ -166,6 +187,9 @@ pub enum DnsError {
         /// "hostname TYPE" and its last verdict.
         missing: Vec<(String, Verdict)>,
         likely_cause: LikelyCause,
+        /// What the release's containers logged (gathered by the command, which knows
+        /// the pods).
+        evidence: Evidence,
     },
     #[error("{0}")]
     Internal(String),
@@ -569,6 +593,7 @@ pub async fn verify_until_synced(
             return Err(DnsError::NotSynced {
                 missing,
                 likely_cause,
+                evidence: Evidence::default(),
             });
         }
         // Watched from here on, once the proof goes on: the last round starts no watch.
@@ -749,6 +774,7 @@ mod tests {
         let err = DnsError::NotSynced {
             missing: vec![("a.example.com A".into(), Verdict::Missing)],
             likely_cause: LikelyCause::ExternalDnsNotSynced,
+            evidence: Evidence::default(),
         };
         assert_eq!(err.exit(), Exit::DnsNotSynced);
         assert!(

@@ -20,7 +20,7 @@ use super::judge::{pod_name, pod_symptom};
 use super::signatures::{Signature, match_signatures, redact};
 
 /// How long one diagnostic call may take: a diagnosis must not hold up the verdict.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events kept in a diagnosis, newest first.
 const MAX_EVENTS: usize = 20;
 /// Log lines asked for; external-dns's fatal line is its last.
@@ -67,10 +67,16 @@ pub struct EventSummary {
     pub last_seen: Option<Timestamp>,
 }
 
-/// The previous container's log, or why it could not be read.
+/// A container's log (its previous run's, or the current run's), or why it could not be
+/// read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Logs {
     Previous {
+        pod: String,
+        container: String,
+        lines: Vec<String>,
+    },
+    Current {
         pod: String,
         container: String,
         lines: Vec<String>,
@@ -139,12 +145,12 @@ pub(crate) async fn diagnose(client: &Client, subject: Subject) -> Diagnosis {
         // Only the failing container's log: one is enough to match a signature, and
         // each read costs a round trip through the kubelet.
         if logs.is_none() && symptom.restarts > 0 {
-            logs = Some(previous_logs(client, pod, &container).await);
+            logs = Some(container_logs(client, pod, &container, true, LOG_TAIL).await);
         }
     }
 
     let log_lines: &[String] = match &logs {
-        Some(Logs::Previous { lines, .. }) => lines,
+        Some(Logs::Previous { lines, .. } | Logs::Current { lines, .. }) => lines,
         _ => &[],
     };
     let texts = std::iter::once(subject.message.as_str())
@@ -186,7 +192,14 @@ async fn events_for(
     }
 }
 
-async fn previous_logs(client: &Client, pod: &Pod, container: &str) -> Logs {
+/// The last `tail` lines of a container's log: its previous run's, or the current one's.
+pub(crate) async fn container_logs(
+    client: &Client,
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+    tail: i64,
+) -> Logs {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(
         client.clone(),
@@ -194,8 +207,8 @@ async fn previous_logs(client: &Client, pod: &Pod, container: &str) -> Logs {
     );
     let lp = LogParams {
         container: Some(container.to_owned()),
-        previous: true,
-        tail_lines: Some(LOG_TAIL),
+        previous,
+        tail_lines: Some(tail),
         ..LogParams::default()
     };
     let result = match tokio::time::timeout(CALL_TIMEOUT, api.logs(&name, &lp)).await {
@@ -206,11 +219,22 @@ async fn previous_logs(client: &Client, pod: &Pod, container: &str) -> Logs {
     let pod = pod_name(pod);
     let container = container.to_owned();
     match result {
-        Ok(text) => Logs::Previous {
-            pod,
-            container,
-            lines: text.lines().map(redact).collect(),
-        },
+        Ok(text) => {
+            let lines = text.lines().map(redact).collect();
+            if previous {
+                Logs::Previous {
+                    pod,
+                    container,
+                    lines,
+                }
+            } else {
+                Logs::Current {
+                    pod,
+                    container,
+                    lines,
+                }
+            }
+        }
         Err(reason) => Logs::Unavailable {
             pod,
             container,
@@ -339,6 +363,16 @@ impl fmt::Display for Diagnosis {
                 lines,
             }) => {
                 writeln!(f, "  previous log of {pod} container {container}:")?;
+                for l in lines {
+                    writeln!(f, "    {l}")?;
+                }
+            }
+            Some(Logs::Current {
+                pod,
+                container,
+                lines,
+            }) => {
+                writeln!(f, "  log of {pod} container {container}:")?;
                 for l in lines {
                     writeln!(f, "    {l}")?;
                 }

@@ -51,10 +51,11 @@ pub const SIGNATURES: &[Signature] = &[
         id: "pdns-unreachable",
         patterns: &[
             r"/api/v1/servers\S*: dial tcp \S+: connect: connection refused",
-            r"unable to (list|fetch|patch) (zones?|records)\b.*connection refused",
+            r"unable to (list|fetch|patch|apply) (zones?|records|changes)\b.*(?i:connection refused)",
         ],
-        cause: "PowerDNS is unreachable: nothing accepts connections at the --pdns-server \
-                address (is PowerDNS running with its API enabled, and are host and port right?)",
+        cause: "PowerDNS is unreachable: nothing accepts connections at its API address \
+                (--pdns-server, or a webhook sidecar's PDNS_API_URL): is PowerDNS running with \
+                its API enabled, and are host and port right?",
     },
     Signature {
         id: "pdns-timeout",
@@ -64,6 +65,20 @@ pub const SIGNATURES: &[Signature] = &[
         ],
         cause: "PowerDNS cannot be reached from the pod: the connection times out or the name \
                 does not resolve (network policy egress, a firewall, or a wrong --pdns-server host)",
+    },
+    Signature {
+        id: "webhook-unreachable",
+        // external-dns v0.22 at start: `failed to connect to webhook: <why>`.
+        patterns: &[r"failed to connect to webhook"],
+        cause: "external-dns cannot reach its webhook provider sidecar at \
+                --webhook-provider-url: the sidecar is not running, or serves another port",
+    },
+    Signature {
+        id: "webhook-server-error",
+        // external-dns v0.22 on a webhook's 5xx: `failed to get records with code 500`.
+        patterns: &[r"failed to (get records|apply changes|AdjustEndpoints) with code 5\d\d"],
+        cause: "the webhook provider sidecar answers external-dns with server errors (HTTP \
+                5xx): it cannot do its work against the DNS provider; its own log says why",
     },
     Signature {
         id: "external-dns-config",
@@ -216,6 +231,28 @@ mod tests {
         assert_eq!(
             ids(r#"PATCH http://pdns:8081/api/v1/servers/localhost/zones/x.: 403 Forbidden"#),
             ["pdns-credentials"]
+        );
+    }
+
+    #[test]
+    fn a_webhook_and_its_failures_as_external_dns_v0_22_and_the_sidecar_log_them() {
+        assert_eq!(
+            ids(
+                r#"level=error msg="Failed to do run once: soft error\nfailed to get records with code 500 (consecutive soft errors: 1)""#
+            ),
+            ["webhook-server-error"]
+        );
+        assert_eq!(
+            ids(
+                r#"level=fatal msg="failed to connect to webhook: Get \"http://localhost:8888\": dial tcp [::1]:8888: connect: connection refused""#
+            ),
+            ["webhook-unreachable"]
+        );
+        assert_eq!(
+            ids(
+                r#"level=error msg="unable to fetch records: GET http://127.0.0.1:9/api/v1/servers/localhost/zones: Connection refused (os error 111)""#
+            ),
+            ["pdns-unreachable"]
         );
     }
 

@@ -206,6 +206,7 @@ async fn without_external_dns_the_wait_ends_not_synced_with_the_cause() {
     let DnsError::NotSynced {
         missing,
         likely_cause,
+        ..
     } = &err
     else {
         panic!("expected NotSynced, got {err:?}");
@@ -252,6 +253,7 @@ async fn a_wrong_api_key_ends_not_synced_naming_credentials_and_is_never_shown()
     let DnsError::NotSynced {
         missing,
         likely_cause,
+        ..
     } = &err
     else {
         panic!("expected NotSynced, got {err:?}");
@@ -318,6 +320,7 @@ async fn a_name_owned_by_another_owner_is_reported_and_left_alone() {
     let DnsError::NotSynced {
         missing,
         likely_cause,
+        ..
     } = &err
     else {
         panic!("expected NotSynced, got {err:?}");

@@ -320,6 +320,7 @@ async fn a_crash_looping_deployment_fails_the_wait_early_naming_the_pod() {
             assert!(!reason.is_empty());
         }
         Some(Logs::Previous { pod, .. }) => assert_eq!(pod, &pod_name),
+        Some(other) => panic!("a crash is diagnosed by the previous run's log: {other:?}"),
         None => panic!("a restarted container's log was not even tried"),
     }
     scratch.cleanup().await;

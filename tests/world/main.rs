@@ -27,3 +27,4 @@ mod spec_errors;
 mod status;
 mod testworld;
 mod wait_cli;
+mod webhook;

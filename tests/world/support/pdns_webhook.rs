@@ -63,7 +63,7 @@ pub struct Endpoint {
     pub record_type: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub set_identifier: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "recordTTL", default, skip_serializing_if = "is_zero")]
     pub record_ttl: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Value>,
@@ -672,6 +672,9 @@ mod tests {
             wire,
             json!({"dnsName": "a.example.com", "targets": ["192.0.2.1"], "recordType": "A"})
         );
+        let wire =
+            serde_json::to_value(endpoint("a.example.com", "A", &["192.0.2.1"], 60)).unwrap();
+        assert_eq!(wire["recordTTL"], 60, "external-dns's field name: {wire}");
     }
 
     #[test]
