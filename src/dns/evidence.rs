@@ -122,34 +122,11 @@ impl Evidence {
     }
 }
 
+/// Each log on lines of its own after the line it follows (the error's).
 impl fmt::Display for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for log in &self.logs {
-            match &log.logs {
-                Logs::Previous {
-                    pod,
-                    container,
-                    lines,
-                }
-                | Logs::Current {
-                    pod,
-                    container,
-                    lines,
-                } => {
-                    write!(f, "\n  log of {pod} container {container}:")?;
-                    for l in lines {
-                        write!(f, "\n    {l}")?;
-                    }
-                }
-                Logs::Unavailable {
-                    pod,
-                    container,
-                    reason,
-                } => write!(
-                    f,
-                    "\n  logs unavailable: {reason} ({pod} container {container})"
-                )?,
-            }
+            write!(f, "\n{}", log.logs.to_string().trim_end_matches('\n'))?;
         }
         Ok(())
     }

@@ -316,6 +316,40 @@ pub fn probe_failures(events: &[EventSummary]) -> Vec<String> {
         .collect()
 }
 
+/// As a diagnosis quotes it: a heading line and the lines indented under it, or why the
+/// log could not be read; each line indented by two and ending with a newline.
+impl fmt::Display for Logs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (which, pod, container, lines) = match self {
+            Logs::Previous {
+                pod,
+                container,
+                lines,
+            } => ("previous log", pod, container, lines),
+            Logs::Current {
+                pod,
+                container,
+                lines,
+            } => ("log", pod, container, lines),
+            Logs::Unavailable {
+                pod,
+                container,
+                reason,
+            } => {
+                return writeln!(
+                    f,
+                    "  logs unavailable: {reason} ({pod} container {container})"
+                );
+            }
+        };
+        writeln!(f, "  {which} of {pod} container {container}:")?;
+        for l in lines {
+            writeln!(f, "    {l}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.reason == NOT_READY {
@@ -356,36 +390,8 @@ impl fmt::Display for Diagnosis {
                 )?;
             }
         }
-        match &self.logs {
-            Some(Logs::Previous {
-                pod,
-                container,
-                lines,
-            }) => {
-                writeln!(f, "  previous log of {pod} container {container}:")?;
-                for l in lines {
-                    writeln!(f, "    {l}")?;
-                }
-            }
-            Some(Logs::Current {
-                pod,
-                container,
-                lines,
-            }) => {
-                writeln!(f, "  log of {pod} container {container}:")?;
-                for l in lines {
-                    writeln!(f, "    {l}")?;
-                }
-            }
-            Some(Logs::Unavailable {
-                pod,
-                container,
-                reason,
-            }) => writeln!(
-                f,
-                "  logs unavailable: {reason} ({pod} container {container})"
-            )?,
-            None => {}
+        if let Some(logs) = &self.logs {
+            write!(f, "{logs}")?;
         }
         for g in &self.gaps {
             writeln!(f, "  {g}")?;

@@ -8,12 +8,12 @@
 
 use crate::support::flux::{namespace_with_api_key, run};
 use crate::support::kubelet;
-use crate::support::{World, dns_query, flux, lb_service, unique};
+use crate::support::{World, flux, lb_service, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
-use kube::api::{ListParams, LogParams};
+use kube::api::LogParams;
 
 /// `up` and friends may take a while on a busy 2-core machine: Flux's first chart fetch
 /// and install happen inside this bound.
@@ -166,32 +166,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
 
     // The records, with our ownership, were written by the external-dns the kubelet ran
     // from that Deployment, and PowerDNS answers them authoritatively.
-    let pdns = world.pdns();
-    assert_eq!(
-        pdns.rrset(&zone, &format!("{hostname}."), "A").await,
-        ["192.0.2.44"]
-    );
-    let mut owners = pdns
-        .rrset(&zone, &format!("_externaldns.{hostname}."), "TXT")
-        .await;
-    owners.extend(
-        pdns.rrset(&zone, &format!("_externaldns.a-{hostname}."), "TXT")
-            .await,
-    );
-    assert!(
-        owners
-            .iter()
-            .any(|t| t.contains("external-dns/owner=openova")),
-        "ownership TXT: {owners:?}"
-    );
-    let (answer, authoritative) = dns_query(
-        world.pdns_dns_addr,
-        &format!("{hostname}."),
-        hickory_proto::rr::RecordType::A,
-    )
-    .await;
-    assert_eq!(answer, ["192.0.2.44"]);
-    assert!(authoritative);
+    flux::assert_published(&world, &zone, &hostname, "192.0.2.44").await;
     let external_dns_log = pods.logs();
     assert!(
         external_dns_log.contains(&hostname),
@@ -201,13 +176,7 @@ async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_reco
     // The pod as the kubelet reports it: the kit's labels on it, running, never restarted,
     // Ready through its readiness probe, and its log served through the apiserver.
     let pods_api = Api::<Pod>::namespaced(client.clone(), &name);
-    let pod = pods_api
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .expect("the release's pod");
+    let pod = flux::release_pod(&client, &name, &release).await;
     let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
     assert_eq!(pod_labels[kubelet::LABEL], "emulated", "{pod_labels:?}");
     let status = pod.status.clone().unwrap();

@@ -7,11 +7,11 @@
 
 use crate::support::flux::{chain_sovereign_file, namespace_with_api_key, run};
 use crate::support::kubelet::{self, Kubelet};
-use crate::support::{World, dns_query, flux, lb_service, unique};
+use crate::support::{World, flux, lb_service, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, LogParams};
+use kube::api::LogParams;
 
 /// As in the pdns chain: Flux's first chart fetch and install happen inside this bound.
 const TIMEOUT: &str = "5m";
@@ -46,15 +46,43 @@ fn webhook_sovereign(
     path
 }
 
-/// The release's one pod.
-async fn release_pod(client: &kube::Client, ns: &str, release: &str) -> Pod {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .expect("the release's pod")
+/// A namespace and zone of its own with the API key Secret and a LoadBalancer Service
+/// `api.<zone>` at `ip`, the webhook Sovereign for it, and the world's kubelet on it.
+struct Chain {
+    dir: tempfile::TempDir,
+    name: String,
+    spec: std::path::PathBuf,
+    zone: String,
+    hostname: String,
+    pods: Kubelet,
+}
+
+impl Chain {
+    async fn start(
+        world: &World,
+        client: &kube::Client,
+        prefix: &str,
+        api_url: Option<&str>,
+        ip: &str,
+    ) -> Chain {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique(prefix);
+        let spec = webhook_sovereign(dir.path(), &name, api_url);
+        let zone = format!("{name}.{}", world.pdns_zone);
+        world.pdns().create_zone(&zone).await;
+        namespace_with_api_key(world, client, &name).await;
+        let hostname = format!("api.{zone}");
+        lb_service(client, &name, "api", &hostname, ip).await;
+        let pods = world.kubelet(client, &name, dir.path().join("pods"));
+        Chain {
+            dir,
+            name,
+            spec,
+            zone,
+            hostname,
+            pods,
+        }
+    }
 }
 
 fn context(stdout: &str, stderr: &str, pods: &Kubelet) -> String {
@@ -69,16 +97,16 @@ fn context(stdout: &str, stderr: &str, pods: &Kubelet) -> String {
 async fn up_proves_the_records_external_dns_writes_through_the_webhook_sidecar() {
     let world = World::from_env();
     let client = world.kube().await;
-    let dir = tempfile::tempdir().unwrap();
-    let name = unique("hook");
+    let chain = Chain::start(&world, &client, "hook", None, "192.0.2.45").await;
+    let Chain {
+        dir: _dir,
+        name,
+        spec,
+        zone,
+        hostname,
+        pods,
+    } = chain;
     let release = flux::chain_release(&name);
-    let spec = webhook_sovereign(dir.path(), &name, None);
-    let zone = format!("{name}.{}", world.pdns_zone);
-    world.pdns().create_zone(&zone).await;
-    namespace_with_api_key(&world, &client, &name).await;
-    let hostname = format!("api.{zone}");
-    lb_service(&client, &name, "api", &hostname, "192.0.2.45").await;
-    let pods = world.kubelet(&client, &name, dir.path().join("pods"));
 
     let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
     let why = || context(&stdout, &stderr, &pods);
@@ -147,28 +175,7 @@ async fn up_proves_the_records_external_dns_writes_through_the_webhook_sidecar()
     );
 
     // In PowerDNS with its ownership TXT, answered over DNS.
-    let pdns = world.pdns();
-    assert_eq!(
-        pdns.rrset(&zone, &format!("{hostname}."), "A").await,
-        ["192.0.2.45"]
-    );
-    let owners = pdns
-        .rrset(&zone, &format!("_externaldns.a-{hostname}."), "TXT")
-        .await;
-    assert!(
-        owners
-            .iter()
-            .any(|t| t.contains("external-dns/owner=openova")),
-        "ownership TXT: {owners:?}"
-    );
-    let (answer, authoritative) = dns_query(
-        world.pdns_dns_addr,
-        &format!("{hostname}."),
-        hickory_proto::rr::RecordType::A,
-    )
-    .await;
-    assert_eq!(answer, ["192.0.2.45"]);
-    assert!(authoritative);
+    flux::assert_published(&world, &zone, &hostname, "192.0.2.45").await;
 
     // Written through the sidecar: its log has the changes, record and ownership TXT.
     let sidecar_log = pods.container_logs("webhook");
@@ -189,7 +196,7 @@ async fn up_proves_the_records_external_dns_writes_through_the_webhook_sidecar()
 
     // Both containers as the kubelet reports them: running, ready, never restarted, each
     // with its own log served through the apiserver.
-    let pod = release_pod(&client, &name, &release).await;
+    let pod = flux::release_pod(&client, &name, &release).await;
     let pod_name = pod.metadata.name.clone().unwrap();
     let status = pod.status.unwrap();
     let statuses = status.container_statuses.unwrap();
@@ -224,21 +231,28 @@ async fn up_proves_the_records_external_dns_writes_through_the_webhook_sidecar()
 async fn a_webhook_that_cannot_reach_powerdns_ends_up_with_exit_7_and_its_own_log() {
     let world = World::from_env();
     let client = world.kube().await;
-    let dir = tempfile::tempdir().unwrap();
-    let name = unique("hook-down");
     // A loopback port nothing listens on.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
     let closed_url = format!("http://127.0.0.1:{closed}");
-    let spec = webhook_sovereign(dir.path(), &name, Some(&closed_url));
-    let zone = format!("{name}.{}", world.pdns_zone);
-    world.pdns().create_zone(&zone).await;
-    namespace_with_api_key(&world, &client, &name).await;
-    let hostname = format!("api.{zone}");
-    lb_service(&client, &name, "api", &hostname, "192.0.2.46").await;
-    let pods = world.kubelet(&client, &name, dir.path().join("pods"));
+    let chain = Chain::start(
+        &world,
+        &client,
+        "hook-down",
+        Some(&closed_url),
+        "192.0.2.46",
+    )
+    .await;
+    let Chain {
+        dir: _dir,
+        name,
+        spec,
+        zone,
+        hostname,
+        pods,
+    } = chain;
 
     let (code, stdout, stderr) = run(&["up", "--timeout", "90s"], &spec).await;
     let why = || context(&stdout, &stderr, &pods);

@@ -228,3 +228,45 @@ pub async fn namespace_with_api_key(world: &super::World, client: &kube::Client,
         .await
         .expect("create the PowerDNS API key Secret");
 }
+
+/// The release's pod (the chart's Deployment runs one).
+pub async fn release_pod(client: &kube::Client, ns: &str, release: &str) -> Pod {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("app.kubernetes.io/instance={release}")),
+        )
+        .await
+        .unwrap()
+        .items
+        .pop()
+        .expect("the release's pod")
+}
+
+/// `hostname`'s A record is `ip` in PowerDNS with our ownership TXT (in either registry
+/// format), and the authoritative server answers it.
+pub async fn assert_published(world: &super::World, zone: &str, hostname: &str, ip: &str) {
+    let pdns = world.pdns();
+    assert_eq!(pdns.rrset(zone, &format!("{hostname}."), "A").await, [ip]);
+    let mut owners = pdns
+        .rrset(zone, &format!("_externaldns.{hostname}."), "TXT")
+        .await;
+    owners.extend(
+        pdns.rrset(zone, &format!("_externaldns.a-{hostname}."), "TXT")
+            .await,
+    );
+    assert!(
+        owners
+            .iter()
+            .any(|t| t.contains("external-dns/owner=openova")),
+        "ownership TXT: {owners:?}"
+    );
+    let (answer, authoritative) = super::dns_query(
+        world.pdns_dns_addr,
+        &format!("{hostname}."),
+        hickory_proto::rr::RecordType::A,
+    )
+    .await;
+    assert_eq!(answer, [ip]);
+    assert!(authoritative);
+}
