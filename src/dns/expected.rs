@@ -622,6 +622,24 @@ mod tests {
         )
     }
 
+    /// The records derived from the example Sovereign through an apiserver answering
+    /// `script`, and the requests it saw.
+    async fn derived_from(
+        script: Vec<crate::recorded::Exchange>,
+    ) -> (Derived, Vec<crate::recorded::Seen>) {
+        let (client, answering) = apiserver(script);
+        let derived = expected_records_in(
+            &client,
+            &example(),
+            &crate::retry::RetryPolicy::default(),
+            &Scope::default(),
+        )
+        .await
+        .unwrap();
+        drop(client);
+        (derived, answering.await.unwrap())
+    }
+
     fn hostnames(derived: &Derived) -> Vec<&str> {
         derived
             .records
@@ -632,22 +650,13 @@ mod tests {
 
     #[tokio::test]
     async fn sources_are_listed_a_page_at_a_time_and_watched_from_the_first_pages_version() {
-        let (client, answering) = apiserver(vec![
+        let (derived, seen) = derived_from(vec![
             exchange(Method::GET, SERVICES, 200, page("40", "a", "after-a")),
             exchange(Method::GET, SERVICES, 200, page("40", "b", "")),
             unserved("httproutes"),
             unserved("grpcroutes"),
-        ]);
-        let derived = expected_records_in(
-            &client,
-            &example(),
-            &crate::retry::RetryPolicy::default(),
-            &Scope::default(),
-        )
-        .await
-        .unwrap();
-        drop(client);
-        let seen = answering.await.unwrap();
+        ])
+        .await;
         assert_eq!(
             hostnames(&derived),
             ["a.example.openova.io", "b.example.openova.io"]
@@ -682,22 +691,8 @@ mod tests {
     async fn gateways_are_a_source_only_once_a_route_is_accepted_by_one() {
         const HTTPROUTES: &str = "/apis/gateway.networking.k8s.io/v1/httproutes";
         const GRPCROUTES: &str = "/apis/gateway.networking.k8s.io/v1/grpcroutes";
-        let derive = |script| async move {
-            let (client, answering) = apiserver(script);
-            let derived = expected_records_in(
-                &client,
-                &example(),
-                &crate::retry::RetryPolicy::default(),
-                &Scope::default(),
-            )
-            .await
-            .unwrap();
-            drop(client);
-            answering.await.unwrap();
-            derived
-        };
         // No route: a Gateway's change would change no record, so none is watched.
-        let quiet = derive(vec![
+        let (quiet, _) = derived_from(vec![
             exchange(Method::GET, SERVICES, 200, list("ServiceList", json!([]))),
             exchange(
                 Method::GET,
@@ -723,7 +718,7 @@ mod tests {
             "metadata": {"name": "edge", "namespace": "web"},
             "spec": {"listeners": [{"name": "http"}]},
             "status": {"addresses": [{"value": "192.0.2.9"}]}});
-        let routed = derive(vec![
+        let (routed, _) = derived_from(vec![
             exchange(Method::GET, SERVICES, 200, list("ServiceList", json!([]))),
             exchange(Method::GET, HTTPROUTES, 200, list("HTTPRouteList", route)),
             exchange(
@@ -753,23 +748,15 @@ mod tests {
         let expired = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "reason": "Expired", "code": 410,
             "message": "The provided continue parameter is too old to display a consistent list result."});
-        let (client, answering) = apiserver(vec![
+        let (derived, seen) = derived_from(vec![
             exchange(Method::GET, SERVICES, 200, page("40", "gone", "after-gone")),
             exchange(Method::GET, SERVICES, 410, expired),
             exchange(Method::GET, SERVICES, 200, page("90", "b", "")),
             unserved("httproutes"),
             unserved("grpcroutes"),
-        ]);
-        let derived = expected_records_in(
-            &client,
-            &example(),
-            &crate::retry::RetryPolicy::default(),
-            &Scope::default(),
-        )
-        .await
-        .unwrap();
-        drop(client);
-        assert_eq!(answering.await.unwrap().len(), 5);
+        ])
+        .await;
+        assert_eq!(seen.len(), 5);
         // Nothing of the older snapshot is expected, and the watch starts from the new one.
         assert_eq!(hostnames(&derived), ["b.example.openova.io"]);
         assert_eq!(derived.resource_version.as_deref(), Some("90"));
