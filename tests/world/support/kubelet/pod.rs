@@ -333,11 +333,12 @@ async fn run_container(
         .unwrap_or_else(|| "Always".to_owned());
     let mut crash = backoff::CrashBackoff::default();
     let mut runs = 0;
+    let mut known = Known::default();
     loop {
         if stop.borrow().is_some() {
             return;
         }
-        let mut command = match prepare(&this, &container, &ports).await {
+        let mut command = match prepare(&this, &container, &ports, &mut known).await {
             Ok(c) => c,
             Err((reason, message)) => {
                 if not_started(&this, index, &name, reason, message, &mut stop).await {
@@ -557,6 +558,18 @@ async fn run_container(
     }
 }
 
+/// What a container's first run read from the apiserver, kept for its restarts: a kubelet
+/// serves a restart's Secret and ConfigMap values from its watch-based caches and the
+/// ServiceAccount token from its token manager (refreshed at 80 % of its life, far beyond
+/// a test), so restarting a crashed container sends the apiserver nothing, and a saturated
+/// apiserver does not delay it. (A Secret changed after the first run is not seen by the
+/// restarts here, as it would be through a kubelet's cache.)
+#[derive(Default)]
+struct Known {
+    env: Option<BTreeMap<String, String>>,
+    kubeconfig: Option<PathBuf>,
+}
+
 /// The command of the container's next run, as the kubelet and the runtime build it:
 /// its environment resolved, `command` replacing the image's entrypoint, `$(VAR)`
 /// expanded in command and args. `Err` is the waiting reason and message.
@@ -564,11 +577,16 @@ async fn prepare(
     this: &PodRef,
     container: &Container,
     ports: &[(i32, u16)],
+    known: &mut Known,
 ) -> Result<Command, (&'static str, String)> {
     let image_name = container.image.clone().unwrap_or_default();
-    let env = env::resolve_env(&this.client, &this.ns, &this.pod, container)
-        .await
-        .map_err(|e| ("CreateContainerConfigError", e))?;
+    let env = match &known.env {
+        Some(env) => env.clone(),
+        None => env::resolve_env(&this.client, &this.ns, &this.pod, container)
+            .await
+            .map_err(|e| ("CreateContainerConfigError", e))?,
+    };
+    known.env = Some(env.clone());
     let image = this.config.image(&image_name);
     let expand = |s: &String| env::expand(s, &env);
     let mut argv: Vec<String> = match (&container.command, image) {
@@ -586,15 +604,19 @@ async fn prepare(
     let mut process_env = env.clone();
     match host {
         Host::ExternalDns => {
-            let kubeconfig = env::write_kubeconfig(
-                &this.client,
-                &this.config.kubeconfig,
-                this.config.apiserver.as_deref(),
-                &this.config.work_dir,
-                &this.pod,
-            )
-            .await
-            .map_err(|e| ("CreateContainerConfigError", e))?;
+            let kubeconfig = match &known.kubeconfig {
+                Some(path) => path.clone(),
+                None => env::write_kubeconfig(
+                    &this.client,
+                    &this.config.kubeconfig,
+                    this.config.apiserver.as_deref(),
+                    &this.config.work_dir,
+                    &this.pod,
+                )
+                .await
+                .map_err(|e| ("CreateContainerConfigError", e))?,
+            };
+            known.kubeconfig = Some(kubeconfig.clone());
             let metrics = ports
                 .iter()
                 .find(|(p, _)| *p == METRICS_PORT)
