@@ -26,6 +26,9 @@ pub const SLOW: Duration = Duration::from_millis(150);
 pub const MIN_SAMPLES: usize = 3;
 /// The window whose median decides whether the apiserver is slow.
 pub const WINDOW: Duration = Duration::from_secs(30);
+/// Answers further apart than this are not one stretch of evidence: what the apiserver
+/// did between them is unknown.
+pub const MAX_GAP: Duration = WINDOW;
 /// Samples older than this are forgotten.
 const KEEP: Duration = Duration::from_secs(15 * 60);
 /// At most this many samples are kept (the oldest go first).
@@ -196,8 +199,8 @@ impl View {
     }
 
     /// The apiserver's condition at `now`: slow while the window of its latest requests is
-    /// slow (however long ago they were: no newer answer says otherwise), else fast since
-    /// the last slow window, or since the first request.
+    /// slow (however long ago they were: no newer answer says otherwise), else fast for as
+    /// long as an unbroken stretch of answers says so (see [`View::fast_since`]).
     pub fn condition(&self, now: Instant) -> Condition {
         let Some(latest) = self
             .samples
@@ -208,7 +211,6 @@ impl View {
         else {
             return Condition::Unknown;
         };
-        let first = self.samples[0].at;
         let median = self.median(latest);
         if self.slow_at(latest) {
             let count = |o: Outcome| {
@@ -222,18 +224,26 @@ impl View {
                 failed: count(Outcome::Failed),
             };
         }
-        match self.last_slow(now) {
-            Some(at) => Condition::Fast {
-                median,
-                for_: now.saturating_duration_since(at),
-                slow_before: true,
-            },
-            None => Condition::Fast {
-                median,
-                for_: now.saturating_duration_since(first),
-                slow_before: false,
-            },
+        Condition::Fast {
+            median,
+            for_: latest.saturating_duration_since(self.fast_since(latest)),
+            slow_before: self.last_slow(now).is_some(),
         }
+    }
+
+    /// When the stretch of fast answers ending with the sample at `latest` began: it goes
+    /// back through samples in fast windows no further apart than [`MAX_GAP`]. A quiet wait
+    /// (long watches over HTTP/2 send nothing for minutes) is no evidence either way, so
+    /// "fast for" never spans time in which nothing was measured.
+    fn fast_since(&self, latest: Instant) -> Instant {
+        let mut since = latest;
+        for s in self.samples.iter().rev().filter(|s| s.at < latest) {
+            if since.saturating_duration_since(s.at) > MAX_GAP || self.slow_at(s.at) {
+                break;
+            }
+            since = s.at;
+        }
+        since
     }
 }
 
@@ -362,17 +372,27 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_apiserver_is_fast_since_its_first_answer_or_its_last_slow_window() {
+    fn a_fast_apiserver_is_fast_for_as_long_as_its_answers_say_so() {
         let t0 = Instant::now();
-        let always_fast = view(
+        let steady: Vec<(u64, u64, Outcome)> = (0..=26).map(|i| (i * 5, 3, Answered)).collect();
+        assert_eq!(
+            view(t0, &steady).condition(t0 + Duration::from_secs(130)),
+            Condition::Fast {
+                median: Some(Duration::from_millis(3)),
+                for_: Duration::from_secs(130),
+                slow_before: false
+            }
+        );
+        // Answers a minute apart say nothing of the time between them.
+        let sparse = view(
             t0,
             &[(0, 3, Answered), (60, 4, Answered), (130, 2, Answered)],
         );
         assert_eq!(
-            always_fast.condition(t0 + Duration::from_secs(130)),
+            sparse.condition(t0 + Duration::from_secs(130)),
             Condition::Fast {
                 median: Some(Duration::from_millis(2)),
-                for_: Duration::from_secs(130),
+                for_: Duration::ZERO,
                 slow_before: false
             }
         );
@@ -382,15 +402,18 @@ mod tests {
                 (0, 3000, Answered),
                 (5, 2500, Answered),
                 (10, 2000, Answered),
+                (35, 4, Answered),
+                (40, 5, Answered),
                 (50, 4, Answered),
                 (70, 3, Answered),
             ],
         );
+        // From the first fast answer after the slow window of 0-10 s.
         assert_eq!(
             recovered.condition(t0 + Duration::from_secs(70)),
             Condition::Fast {
                 median: Some(Duration::from_millis(3)),
-                for_: Duration::from_secs(60),
+                for_: Duration::from_secs(35),
                 slow_before: true
             }
         );
@@ -416,9 +439,11 @@ mod tests {
             v.last_slow(t0 + Duration::from_secs(200)),
             Some(t0 + Duration::from_secs(2))
         );
+        // One fast answer after a silence: fast, but not for the silence before it or
+        // the time since.
         assert!(matches!(
             v.condition(t0 + Duration::from_secs(200)),
-            Condition::Fast { for_, slow_before: true, .. } if for_ == Duration::from_secs(198)
+            Condition::Fast { for_, slow_before: true, .. } if for_ == Duration::ZERO
         ));
         let silent = view(
             t0,
