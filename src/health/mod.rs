@@ -31,5 +31,6 @@ pub mod watch;
 pub use diagnose::{Diagnosis, EventSummary, Logs};
 pub use judge::Health;
 pub use outcome::{EventState, HealthError, HealthEvent, Pending, Report, WaitOptions};
+pub use streams::SILENCE;
 pub use target::{PodSelection, Target, TargetKind};
 pub use watch::{wait_then_watch, wait_until_healthy};

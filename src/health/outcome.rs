@@ -26,6 +26,9 @@ pub struct WaitOptions {
     /// Watch reconnection and reachability-probe delays: first and largest.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// How long the apiserver may give no answer before the wait declares an outage
+    /// ([`super::streams::SILENCE`]).
+    pub silence: Duration,
     pub events: Sink<HealthEvent>,
     /// Whether the wait may replace a pod of the kit's release that waits out a long
     /// kubelet back-off after the apiserver calmed down (`up` and `repair`; never `wait`).
@@ -44,6 +47,7 @@ impl Default for WaitOptions {
             grace: Duration::from_secs(60),
             reconnect_min: policy.min_delay,
             reconnect_max: policy.max_delay,
+            silence: super::streams::SILENCE,
             events: Sink::default(),
             cut_backoff: false,
             pressure: policy.pressure().clone(),

@@ -63,6 +63,9 @@ pub(super) struct Engine<'a> {
     pub(super) ready_at: Vec<Option<Duration>>,
     pub(super) clock: WaitClock,
     pub(super) last_error: String,
+    /// Since when, and on what error, the apiserver has given no answer, and whether that
+    /// has lasted long enough to be declared an outage (see [`super::streams::SILENCE`]).
+    pub(super) silence: Option<super::streams::Silence>,
     pub(super) probe_delays: ReconnectBackoff,
     /// Failures judged transient, by key ("<pod uid>/<container>" for a crash loop,
     /// "<resource>: <message>" for a HelmRelease). A crash loop is judged again when its
@@ -150,6 +153,7 @@ impl<'a> Engine<'a> {
             ready_at: vec![None; targets.len()],
             clock: WaitClock::new(start, opts.timeout, opts.unreachable_budget),
             last_error: String::new(),
+            silence: None,
             probe_delays: ReconnectBackoff::new(opts.reconnect_min, opts.reconnect_max),
             ridden: HashMap::new(),
             ridden_out: Vec::new(),

@@ -746,6 +746,8 @@ fn outage_opts(
     o.unreachable_budget = unreachable_budget;
     o.reconnect_min = Duration::from_millis(100);
     o.reconnect_max = Duration::from_millis(500);
+    // Declared at once: these tests are about the clocks, not about a slow apiserver.
+    o.silence = Duration::ZERO;
     o
 }
 
