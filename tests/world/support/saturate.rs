@@ -16,17 +16,17 @@ use std::time::Duration;
 
 use super::World;
 
-fn testenv(world: &World, args: &[&str]) -> std::process::Output {
+fn testenv(testenv_dir: &Path, args: &[&str]) -> std::process::Output {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testenv");
     Command::new(script)
         .args(args)
-        .env("CATALYST_TESTENV_DIR", world.testenv_dir())
+        .env("CATALYST_TESTENV_DIR", testenv_dir)
         .output()
         .unwrap_or_else(|e| panic!("scripts/testenv {}: {e}", args.join(" ")))
 }
 
-fn testenv_ok(world: &World, args: &[&str]) -> String {
-    let out = testenv(world, args);
+fn testenv_ok(testenv_dir: &Path, args: &[&str]) -> String {
+    let out = testenv(testenv_dir, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
@@ -40,6 +40,8 @@ fn testenv_ok(world: &World, args: &[&str]) -> String {
 /// A CPU cap on the world's apiserver; lifted when dropped.
 pub struct Saturation {
     testenv_dir: PathBuf,
+    safety: Duration,
+    datastore: bool,
 }
 
 impl Saturation {
@@ -55,16 +57,25 @@ impl Saturation {
     /// core each; the world lifts the cap by itself after `safety`.
     pub fn with(world: &World, percent: u32, safety: Duration, datastore: bool) -> Saturation {
         super::turn::assert_alone("capping the apiserver's CPU");
+        let cap = Saturation {
+            testenv_dir: world.testenv_dir(),
+            safety,
+            datastore,
+        };
+        cap.set(percent);
+        cap
+    }
+
+    /// Moves the cap to `percent` % of one core (the world's timer starts again), as a
+    /// fresh cluster's load rises when a controller's informers list it all at once.
+    pub fn set(&self, percent: u32) {
         let percent = percent.to_string();
-        let seconds = safety.as_secs().max(1).to_string();
+        let seconds = self.safety.as_secs().max(1).to_string();
         let mut args = vec!["saturate", percent.as_str(), seconds.as_str()];
-        if datastore {
+        if self.datastore {
             args.push("--datastore");
         }
-        testenv_ok(world, &args);
-        Saturation {
-            testenv_dir: world.testenv_dir(),
-        }
+        testenv_ok(&self.testenv_dir, &args);
     }
 
     /// Lifts the cap now (dropping the guard does the same).
@@ -155,6 +166,56 @@ pub fn cgroup_dir(world: &World, process: &str) -> PathBuf {
     PathBuf::from(dir.trim())
 }
 
+/// CPU time a world process (`kube-apiserver`, `kine`, `etcd`) has used so far: utime +
+/// stime of /proc/<pid>/stat, in clock ticks of 1/100 s (USER_HZ, fixed on Linux).
+pub fn cpu_used(world: &World, process: &str) -> Duration {
+    let pid_file = world.testenv_dir().join(format!("pids/{process}.pid"));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .unwrap_or_else(|e| panic!("{process} (pid {}) is not running: {e}", pid.trim()));
+    // The fields after the command, whose name may hold spaces: state is the 3rd field.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The share of a core under which the apiserver counts as settled.
+pub const SETTLED_SHARE: f64 = 0.08;
+
+/// Waits (at most three minutes) until kube-apiserver has used less than
+/// [`SETTLED_SHARE`] of a core over 10 s: the work a change of the world left (the watch
+/// events of thousands of new load objects, their garbage) is done, so a cap starts on a
+/// settled apiserver, as in the calibration. Capped at 1 % before that, it works through
+/// the backlog for minutes and answers nothing meanwhile. Returns the last share measured.
+pub async fn settled(world: &World) -> f64 {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let (used, at) = (cpu_used(world, "kube-apiserver"), std::time::Instant::now());
+        tokio::time::sleep(WINDOW).await;
+        let share =
+            (cpu_used(world, "kube-apiserver") - used).as_secs_f64() / at.elapsed().as_secs_f64();
+        if share < SETTLED_SHARE {
+            return share;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-apiserver still used {:.0} % of a core three minutes on",
+            share * 100.0
+        );
+    }
+}
+
 /// Reads the throttling counters of a world process's CPU cgroup (cgroup v1
 /// `throttled_time` in ns, or v2 `throttled_usec`).
 pub fn cpu_stat(world: &World, process: &str) -> CpuStat {
@@ -192,7 +253,7 @@ pub const LOAD_NAMESPACE: &str = "testenv-load";
 /// test panics, so a failed test never leaves the world harsher for the next one.
 pub fn load(world: &World, count: u32) -> Load {
     super::turn::assert_alone("loading the world with a busy cluster's objects");
-    let summary = testenv_ok(world, &["load", &count.to_string()]);
+    let summary = testenv_ok(&world.testenv_dir(), &["load", &count.to_string()]);
     Load {
         testenv_dir: world.testenv_dir(),
         summary: summary.trim().to_owned(),
