@@ -6,9 +6,9 @@
 //! writes the records into PowerDNS. Nothing here writes HelmRelease or pod status: Flux
 //! and the kubelet do.
 
-use crate::support::flux::{namespace_with_api_key, run};
+use crate::support::flux::{Chain, namespace_with_api_key, run};
 use crate::support::kubelet;
-use crate::support::{World, flux, lb_service, unique};
+use crate::support::{World, flux, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -50,16 +50,16 @@ fn probe_of(container: &Container, liveness: bool) -> &Probe {
 async fn flux_installs_the_chart_with_the_rendered_values_and_up_proves_the_records() {
     let world = World::from_env();
     let client = world.kube().await;
-    let dir = tempfile::tempdir().unwrap();
-    let name = unique("chain");
-    let release = flux::chain_release(&name);
-    let spec = flux::chain_sovereign_file(dir.path(), &name, None);
-    let zone = format!("{name}.{}", world.pdns_zone);
-    world.pdns().create_zone(&zone).await;
-    namespace_with_api_key(&world, &client, &name).await;
-    let hostname = format!("api.{zone}");
-    lb_service(&client, &name, "api", &hostname, "192.0.2.44").await;
-    let pods = world.kubelet(&client, &name, dir.path().join("pods"));
+    let chain = Chain::prepare(&world, &client, "chain", "192.0.2.44").await;
+    let pods = chain.kubelet(&world, &client);
+    let Chain {
+        dir: _dir,
+        name,
+        release,
+        spec,
+        zone,
+        hostname,
+    } = chain;
 
     let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
     let context = || {

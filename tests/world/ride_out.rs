@@ -18,10 +18,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::flux::{self, namespace_with_api_key};
+use crate::support::flux::{self, Chain, namespace_with_api_key};
 use crate::support::kubelet::{Image, Kubelet, KubeletConfig};
 use crate::support::saturate::{self, Saturation};
-use crate::support::{World, lb_service, unique};
+use crate::support::{World, unique};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use serde_json::Value;
@@ -155,16 +155,16 @@ async fn the_same_crash_with_egress_dropped_on_a_healthy_apiserver_fails_after_t
     crate::support::alone();
     let world = World::from_env();
     let client = world.kube().await;
-    let dir = tempfile::tempdir().unwrap();
-    let name = unique("egress");
-    let spec = flux::chain_sovereign_file(dir.path(), &name, None);
-    let zone = format!("{name}.{}", world.pdns_zone);
-    world.pdns().create_zone(&zone).await;
-    namespace_with_api_key(&world, &client, &name).await;
     // A record is expected, so `up` is in its DNS proof when external-dns crashes: its pod
     // turns Ready before the cache sync has run out, and the judgement must go on.
-    let hostname = format!("api.{zone}");
-    lb_service(&client, &name, "api", &hostname, "192.0.2.62").await;
+    let Chain {
+        dir,
+        name,
+        spec,
+        zone,
+        hostname,
+        ..
+    } = Chain::prepare(&world, &client, "egress", "192.0.2.62").await;
     let (hole, _hole) = black_hole().await;
     let pods = Kubelet::start(
         client.clone(),

@@ -5,9 +5,11 @@
 //! each with the args, env, ports and probes Helm rendered. Every record reaches PowerDNS
 //! through the sidecar.
 
-use crate::support::flux::{chain_sovereign_file, namespace_with_api_key, run};
+use std::path::Path;
+
+use crate::support::World;
+use crate::support::flux::{self, Chain, run};
 use crate::support::kubelet::{self, Kubelet};
-use crate::support::{World, flux, lb_service, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -16,15 +18,10 @@ use kube::api::LogParams;
 /// As in the pdns chain: Flux's first chart fetch and install happen inside this bound.
 const TIMEOUT: &str = "5m";
 
-/// The chain's Sovereign with the webhook provider: the world's webhook image, the same
-/// PowerDNS API (or `api_url` in its place), server id and API key Secret.
-fn webhook_sovereign(
-    dir: &std::path::Path,
-    name: &str,
-    api_url: Option<&str>,
-) -> std::path::PathBuf {
-    let path = chain_sovereign_file(dir, name, None);
-    let text = std::fs::read_to_string(&path).unwrap();
+/// Turns the chain's Sovereign at `spec` into the webhook variant: the world's webhook
+/// image, the same PowerDNS API (or `api_url` in its place), server id and API key Secret.
+fn to_webhook(spec: &Path, api_url: Option<&str>) {
+    let text = std::fs::read_to_string(spec).unwrap();
     let pdns_block = "    provider: pdns\n    pdns:\n";
     assert!(text.contains(pdns_block), "{text}");
     let mut text = text.replace(
@@ -42,47 +39,22 @@ fn webhook_sovereign(
         let (_, rest) = rest.split_once('\n').unwrap();
         text = format!("{start}      apiUrl: {url}\n{rest}");
     }
-    std::fs::write(&path, text).unwrap();
-    path
+    std::fs::write(spec, text).unwrap();
 }
 
-/// A namespace and zone of its own with the API key Secret and a LoadBalancer Service
-/// `api.<zone>` at `ip`, the webhook Sovereign for it, and the world's kubelet on it.
-struct Chain {
-    dir: tempfile::TempDir,
-    name: String,
-    spec: std::path::PathBuf,
-    zone: String,
-    hostname: String,
-    pods: Kubelet,
-}
-
-impl Chain {
-    async fn start(
-        world: &World,
-        client: &kube::Client,
-        prefix: &str,
-        api_url: Option<&str>,
-        ip: &str,
-    ) -> Chain {
-        let dir = tempfile::tempdir().unwrap();
-        let name = unique(prefix);
-        let spec = webhook_sovereign(dir.path(), &name, api_url);
-        let zone = format!("{name}.{}", world.pdns_zone);
-        world.pdns().create_zone(&zone).await;
-        namespace_with_api_key(world, client, &name).await;
-        let hostname = format!("api.{zone}");
-        lb_service(client, &name, "api", &hostname, ip).await;
-        let pods = world.kubelet(client, &name, dir.path().join("pods"));
-        Chain {
-            dir,
-            name,
-            spec,
-            zone,
-            hostname,
-            pods,
-        }
-    }
+/// The webhook chain `unique(prefix)`, its Service answering at `ip`, and the kubelet
+/// running its pods.
+async fn webhook_chain(
+    world: &World,
+    client: &kube::Client,
+    prefix: &str,
+    api_url: Option<&str>,
+    ip: &str,
+) -> (Chain, Kubelet) {
+    let chain = Chain::prepare(world, client, prefix, ip).await;
+    to_webhook(&chain.spec, api_url);
+    let pods = chain.kubelet(world, client);
+    (chain, pods)
 }
 
 fn context(stdout: &str, stderr: &str, pods: &Kubelet) -> String {
@@ -97,16 +69,15 @@ fn context(stdout: &str, stderr: &str, pods: &Kubelet) -> String {
 async fn up_proves_the_records_external_dns_writes_through_the_webhook_sidecar() {
     let world = World::from_env();
     let client = world.kube().await;
-    let chain = Chain::start(&world, &client, "hook", None, "192.0.2.45").await;
+    let (chain, pods) = webhook_chain(&world, &client, "hook", None, "192.0.2.45").await;
     let Chain {
         dir: _dir,
         name,
+        release,
         spec,
         zone,
         hostname,
-        pods,
     } = chain;
-    let release = flux::chain_release(&name);
 
     let (code, stdout, stderr) = run(&["up", "--timeout", TIMEOUT], &spec).await;
     let why = || context(&stdout, &stderr, &pods);
@@ -237,7 +208,7 @@ async fn a_webhook_that_cannot_reach_powerdns_ends_up_with_exit_7_and_its_own_lo
         listener.local_addr().unwrap().port()
     };
     let closed_url = format!("http://127.0.0.1:{closed}");
-    let chain = Chain::start(
+    let (chain, pods) = webhook_chain(
         &world,
         &client,
         "hook-down",
@@ -251,7 +222,7 @@ async fn a_webhook_that_cannot_reach_powerdns_ends_up_with_exit_7_and_its_own_lo
         spec,
         zone,
         hostname,
-        pods,
+        ..
     } = chain;
 
     let (code, stdout, stderr) = run(&["up", "--timeout", "90s"], &spec).await;

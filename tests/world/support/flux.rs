@@ -193,6 +193,51 @@ pub fn chain_sovereign_file(dir: &Path, name: &str, chart_version: Option<&str>)
     path
 }
 
+/// A Sovereign of the real chain, ready for `up`: its spec (`chain_sovereign_file`) in a
+/// directory of its own, its namespace with the PowerDNS API key, its zone in PowerDNS, and a
+/// LoadBalancer Service `api` in it whose hostname external-dns is to publish. Its pods are
+/// the caller's to run (`World::kubelet`, or a kubelet of its own configuration).
+pub struct Chain {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    pub release: String,
+    pub spec: PathBuf,
+    pub zone: String,
+    pub hostname: String,
+}
+
+impl Chain {
+    /// Prepares the chain `unique(prefix)`, its Service answering at `ip`.
+    pub async fn prepare(
+        world: &super::World,
+        client: &kube::Client,
+        prefix: &str,
+        ip: &str,
+    ) -> Chain {
+        let dir = tempfile::tempdir().unwrap();
+        let name = super::unique(prefix);
+        let spec = chain_sovereign_file(dir.path(), &name, None);
+        let zone = format!("{name}.{}", world.pdns_zone);
+        world.pdns().create_zone(&zone).await;
+        namespace_with_api_key(world, client, &name).await;
+        let hostname = format!("api.{zone}");
+        super::lb_service(client, &name, "api", &hostname, ip).await;
+        Chain {
+            dir,
+            release: chain_release(&name),
+            name,
+            spec,
+            zone,
+            hostname,
+        }
+    }
+
+    /// The world's kubelet for this chain's pods, its work under the chain's directory.
+    pub fn kubelet(&self, world: &super::World, client: &kube::Client) -> super::kubelet::Kubelet {
+        world.kubelet(client, &self.name, self.dir.path().join("pods"))
+    }
+}
+
 /// Runs catalyst-bootstrap with `args` and `--spec spec`; its exit code, stdout and stderr.
 pub async fn run(args: &[&str], spec: &Path) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalyst-bootstrap"))
